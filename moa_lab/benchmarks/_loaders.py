@@ -1,0 +1,64 @@
+"""Dataset loaders producing Samples."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from moa_lab.core import ConfigError, Sample
+
+
+def _open_text(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(f"dataset file not found: {path}")
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return fh.read()
+    return path.read_text(encoding="utf-8")
+
+
+def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: str = "target", limit: int | None = None) -> list[Sample]:
+    """Samples from JSONL rows {input, target?, id?, ...}; other fields become metadata."""
+    path = Path(path)
+    samples = []
+    for n, line in enumerate(_open_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if input_field not in row:
+            raise ConfigError(f"{path}:{n}: row has no {input_field!r} field")
+        target = row.get(target_field)
+        meta = {k: v for k, v in row.items() if k not in (input_field, target_field, "id")}
+        samples.append(Sample(str(row[input_field]), None if target is None else str(target), str(row.get("id", n)), meta))
+        if limit is not None and len(samples) >= limit:
+            break
+    return samples
+
+
+def load_alpaca_eval(path: str | Path, *, limit: int | None = None) -> list[Sample]:
+    """The instructions of an AlpacaEval `model_outputs.json` file; its output is kept as the reference."""
+    path = Path(path)
+    rows = json.loads(_open_text(path))
+    samples = [
+        Sample(r["instruction"], None, str(i), {"reference": r.get("output"), "dataset": r.get("dataset")})
+        for i, r in enumerate(rows)
+    ]
+    return samples[:limit] if limit is not None else samples
+
+
+def from_queries(queries: list[Any]) -> list[Sample]:
+    """Samples from an inline list of strings or {input, target?, id?} mappings."""
+    samples = []
+    for i, q in enumerate(queries):
+        if isinstance(q, str):
+            samples.append(Sample(q, None, str(i)))
+        elif isinstance(q, dict) and "input" in q:
+            samples.append(Sample(str(q["input"]), None if q.get("target") is None else str(q["target"]), str(q.get("id", i))))
+        else:
+            raise ConfigError(f"queries[{i}]: a query is a string or {{input, target}}")
+    return samples

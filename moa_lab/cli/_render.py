@@ -1,0 +1,72 @@
+"""Rich rendering of traces and run summaries for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+from moa_lab.evaluation import RunSummary
+from moa_lab.pipeline import QueryResult
+
+
+def _cut(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def show_query(console: Console, result: QueryResult) -> None:
+    """Each layer's proposals with tokens, $ and latency, then the answer and the totals."""
+    calls = {c.agent: c for c in result.calls}
+    for i, layer in enumerate(result.layers, 1):
+        table = Table(title=f"Layer {i}", title_justify="left", expand=False)
+        for col in ("agent", "output", "in", "out", "$", "s", "cache"):
+            table.add_column(col, justify="right" if col in ("in", "out", "$", "s") else "left")
+        for p in layer:
+            c = calls.get(p.agent)
+            text = f"[red]{_cut(p.error or '')}[/]" if p.error else _cut(p.text)
+            if c is None:
+                table.add_row(p.agent, text, "", "", "", "", "")
+                continue
+            table.add_row(
+                p.agent, text, str(c.usage.input_tokens), str(c.usage.output_tokens),
+                f"{c.cost.usd:.6f}", f"{c.latency_s:.2f}", "hit" if c.cached else "miss",
+            )
+        console.print(table)
+    agg_calls = [c for c in result.calls if c.layer == len(result.layers) + 1]
+    if result.answer is not None:
+        lines = [result.answer.text]
+        meta = f"[dim]{result.answer.agent}"
+        if result.answer.note:
+            meta += f" · {result.answer.note}"
+        if agg_calls:
+            c = agg_calls[-1]
+            meta += f" · {c.usage.input_tokens}+{c.usage.output_tokens} tokens · ${c.cost.usd:.6f} · {c.latency_s:.2f}s · {'cache hit' if c.cached else 'new call'}"
+        console.print(Panel(Group(*lines, meta + "[/]"), title="Answer", title_align="left", border_style="green"))
+    else:
+        console.print(Panel(f"[red]{result.error}[/]", title="Failed", title_align="left", border_style="red"))
+    new = result.new_calls
+    usage = result.usage
+    cached = len(result.calls) - new
+    console.print(
+        f"calls: {len(result.calls)} ({cached} from cache, {new} new model call{'s' if new != 1 else ''}) · "
+        f"tokens: {usage.input_tokens} in + {usage.output_tokens} out · ${result.cost.usd:.6f} · {result.latency_s:.2f} s"
+    )
+
+
+def show_summary(console: Console, summary: RunSummary) -> None:
+    table = Table(title="Run", title_justify="left")
+    table.add_column("queries", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_column("calls (cached)", justify="right")
+    table.add_column("tokens in/out", justify="right")
+    table.add_column("$", justify="right")
+    table.add_column("wall s", justify="right")
+    table.add_row(
+        str(summary.queries), str(summary.failed), f"{summary.calls} ({summary.cached_calls})",
+        f"{summary.input_tokens}/{summary.output_tokens}", f"{summary.cost_usd:.6f}", f"{summary.wall_s:.1f}",
+    )
+    console.print(table)
+    if summary.unpriced:
+        console.print(f"[yellow]no list price for {', '.join(summary.unpriced)}: counted as $0 (add them under prices:)[/]")
+    console.print(f"traces: {summary.runlog}")

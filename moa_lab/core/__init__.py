@@ -1,0 +1,30 @@
+"""Pure value types shared by every layer of moa-lab."""
+
+from moa_lab.core._errors import (
+    BudgetExceeded,
+    ConfigError,
+    EndpointError,
+    MoaLabError,
+    ReplayMissing,
+)
+from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
+from moa_lab.core._results import Answer, CallRecord, Cost, Proposal, Sample, Score
+
+__all__ = [
+    "Answer",
+    "BudgetExceeded",
+    "CallRecord",
+    "Completion",
+    "ConfigError",
+    "Cost",
+    "EndpointError",
+    "Message",
+    "MoaLabError",
+    "Proposal",
+    "ReplayMissing",
+    "Request",
+    "Sample",
+    "Sampling",
+    "Score",
+    "Usage",
+]

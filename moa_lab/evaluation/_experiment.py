@@ -1,0 +1,121 @@
+"""Experiment files: a topology, the queries, endpoints, prices, budget, cache and output, validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moa_lab.benchmarks import from_queries, load_alpaca_eval, load_jsonl
+from moa_lab.core import ConfigError, Sample
+from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, SqliteCache, default_cache_dir
+from moa_lab.topology import TopologySpec, load_topology, read_yaml, validate
+
+
+class DatasetSpec(BaseModel):
+    """Where queries come from: `jsonl` ({input, target}) or `alpaca_eval` (a model_outputs.json)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["jsonl", "alpaca_eval"]
+    path: str
+    limit: int | None = Field(None, ge=1)
+
+
+class BudgetSpec(BaseModel):
+    """A hard cap for the run, in US dollars and/or tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usd: float | None = Field(None, ge=0)
+    tokens: int | None = Field(None, ge=0)
+
+
+class ExperimentSpec(BaseModel):
+    """One experiment file. Relative paths are relative to the file's folder."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    topology: str | dict[str, Any]
+    queries: list[str | dict[str, Any]] | None = None
+    dataset: DatasetSpec | None = None
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    budget: BudgetSpec | None = None
+    cache: bool | str = True
+    concurrency: int = Field(8, ge=1, le=4096)
+    output: str = "runs"
+
+
+class Experiment:
+    """A loaded experiment: its spec, its folder, the topology spec and the samples."""
+
+    def __init__(self, spec: ExperimentSpec, folder: Path, source: str = "") -> None:
+        self.spec = spec
+        self.folder = folder
+        self.source = source
+        self.topology: TopologySpec = load_topology(self._topology_source(), where=f"{source}: topology")
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> Experiment:
+        """Read and validate an experiment file; `overrides` replace top-level fields."""
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: an experiment file is a mapping (name, topology, queries, ...)")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        spec = validate(ExperimentSpec, data, source=str(path))
+        return cls(spec, Path(path).resolve().parent, str(path))
+
+    def _topology_source(self) -> str | dict[str, Any]:
+        topo = self.spec.topology
+        if isinstance(topo, str) and topo.endswith((".yaml", ".yml")):
+            return str(self.path(topo))
+        return topo
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.folder / p
+
+    def samples(self) -> list[Sample]:
+        if self.spec.queries is not None:
+            return from_queries(list(self.spec.queries))
+        dataset = self.spec.dataset
+        if dataset is None:
+            raise ConfigError(f"{self.source}: give either queries or dataset")
+        if dataset.kind == "jsonl":
+            return load_jsonl(self.path(dataset.path), limit=dataset.limit)
+        return load_alpaca_eval(self.path(dataset.path), limit=dataset.limit)
+
+    def endpoints(self) -> dict[str, EndpointConfig]:
+        """Endpoint configs with replay paths made absolute."""
+        out = {}
+        for name, config in self.spec.endpoints.items():
+            if config.kind == "replay":
+                config = config.model_copy(
+                    update={
+                        "paths": tuple(str(self.path(p)) for p in config.paths),
+                        "questions": str(self.path(config.questions)) if config.questions else None,
+                    }
+                )
+            out[name] = config
+        return out
+
+    def model_set(self, *, cache_dir: Path | None = None, use_cache: bool | None = None) -> ModelSet:
+        """The ModelSet this experiment runs on: its endpoints, prices, budget and cache."""
+        cache_dir = cache_dir or default_cache_dir()
+        prices = PriceTable.default()
+        if self.spec.prices:
+            prices = prices.merged(PriceTable.from_mapping(self.spec.prices, where=f"{self.source}: prices"))
+        cache_setting = self.spec.cache if use_cache is None else use_cache
+        cache = None
+        if cache_setting is True:
+            cache = SqliteCache(cache_dir / "calls.sqlite")
+        elif isinstance(cache_setting, str):
+            cache = SqliteCache(self.path(cache_setting)) if cache_setting != "memory" else MemoryCache()
+        budget = Budget(self.spec.budget.usd, self.spec.budget.tokens) if self.spec.budget else None
+        return ModelSet(
+            self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.topology.width
+        )

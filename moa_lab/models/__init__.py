@@ -1,0 +1,29 @@
+"""Models: one `Model` wrapper (cache, budget, concurrency, retry, cost) over narrow providers."""
+
+from moa_lab.models._budget import Budget, Reservation
+from moa_lab.models._cache import CallCache, MemoryCache, SqliteCache, call_key
+from moa_lab.models._client import ModelClient
+from moa_lab.models._endpoints import EndpointConfig, default_endpoints
+from moa_lab.models._model import Model, RetryPolicy
+from moa_lab.models._modelset import ModelSet, default_cache_dir
+from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens
+
+__all__ = [
+    "Budget",
+    "CallCache",
+    "EndpointConfig",
+    "MemoryCache",
+    "Model",
+    "ModelClient",
+    "ModelSet",
+    "Price",
+    "PriceTable",
+    "Reservation",
+    "RetryPolicy",
+    "SqliteCache",
+    "call_key",
+    "default_cache_dir",
+    "default_endpoints",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+]

@@ -1,0 +1,170 @@
+"""`Model`: the one wrapper around a provider that adds cache, budget, concurrency, retry and cost."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from moa_lab.core import (
+    BudgetExceeded,
+    CallRecord,
+    Completion,
+    Cost,
+    EndpointError,
+    Message,
+    ReplayMissing,
+    Request,
+    Sampling,
+    Usage,
+)
+from moa_lab.models._budget import Budget
+from moa_lab.models._cache import CallCache, call_key
+from moa_lab.models._client import ModelClient
+from moa_lab.models._pricing import Price, prompt_token_bound
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
+
+    attempts: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        base = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        jittered = random.uniform(base / 2, base)
+        return max(jittered, min(retry_after, self.max_backoff_s)) if retry_after else jittered
+
+
+class Model:
+    """A model on an endpoint. `call` never raises for endpoint or budget failures: it returns a
+    CallRecord whose `error` says what happened, so traces keep every failure."""
+
+    def __init__(
+        self,
+        ref: str,
+        name: str,
+        client: ModelClient,
+        *,
+        limiter: asyncio.Semaphore,
+        price: Price,
+        retry: RetryPolicy = RetryPolicy(),
+        cache: CallCache | None = None,
+        budget: Budget | None = None,
+        prompt_overhead_tokens: int = 0,
+    ) -> None:
+        self.ref = ref
+        self.name = name
+        self.client = client
+        self.price = price
+        self.retry = retry
+        self._limiter = limiter
+        self._cache = cache
+        self._budget = budget
+        self._overhead = prompt_overhead_tokens
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+
+    async def call(
+        self,
+        messages: tuple[Message, ...],
+        sampling: Sampling,
+        *,
+        prompt: str | None = None,
+        sample_index: int = 0,
+        agent: str = "",
+        layer: int = 0,
+    ) -> CallRecord:
+        """One call through cache -> budget reserve -> endpoint (with retries) -> settle."""
+        request = Request(self.name, messages, sampling, prompt)
+        if prompt is not None:
+            messages = (Message("user", prompt),)
+        start = time.perf_counter()
+        key = call_key(self.ref, request, sample_index) if self._cache is not None else None
+
+        def record(completion: Completion | None, cost: Cost, cached: bool, attempts: int, error: str | None) -> CallRecord:
+            return CallRecord(
+                agent=agent,
+                model=self.ref,
+                messages=messages,
+                output=completion.text if completion else "",
+                usage=completion.usage if completion else Usage(),
+                cost=cost,
+                latency_s=time.perf_counter() - start,
+                cached=cached,
+                attempts=attempts,
+                error=error,
+                layer=layer,
+            )
+
+        if key is not None:
+            hit = self._cache.get(key)  # type: ignore[union-attr]
+            if hit is not None:
+                return record(hit, Cost(), True, 0, None)
+            pending = self._inflight.get(key)
+            if pending is not None:  # an identical call is under way: share its answer, pay once
+                try:
+                    return record(await asyncio.shield(pending), Cost(), True, 0, None)
+                except Exception as exc:  # noqa: BLE001 - the owner records the failure; so does the sharer
+                    return record(None, Cost(), False, 0, _describe(exc))
+            future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+        try:
+            completion, attempts = await self._call_endpoint(request)
+        except (EndpointError, BudgetExceeded, ReplayMissing) as exc:
+            if key is not None:
+                self._resolve(key, exc=exc)
+            return record(None, Cost(), False, getattr(exc, "attempts", 1), _describe(exc))
+        except BaseException as exc:
+            if key is not None:
+                self._resolve(key, exc=exc)
+            raise
+        if key is not None:
+            self._cache.put(key, completion)  # type: ignore[union-attr]
+            self._resolve(key, completion=completion)
+        return record(completion, self.price.cost(completion.usage), False, attempts, None)
+
+    def _resolve(self, key: str, *, completion: Completion | None = None, exc: BaseException | None = None) -> None:
+        future = self._inflight.pop(key)
+        if exc is not None:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody may be sharing it
+        else:
+            future.set_result(completion)  # type: ignore[arg-type]
+
+    async def _call_endpoint(self, request: Request) -> tuple[Completion, int]:
+        reservation = None
+        if self._budget is not None:
+            shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
+            worst_in = prompt_token_bound(shown, self._overhead)
+            worst_out = request.sampling.max_tokens
+            reservation = self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
+        spent_usd, spent_tokens = 0.0, 0
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    async with self._limiter:
+                        completion = await self.client.complete(request)
+                except EndpointError as exc:
+                    if not exc.retryable or attempt >= self.retry.attempts:
+                        exc.attempts = attempt  # type: ignore[attr-defined]
+                        raise
+                    await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+                    continue
+                spent_usd = self.price.cost(completion.usage).usd
+                spent_tokens = completion.usage.total_tokens
+                return completion, attempt
+        finally:
+            if reservation is not None:
+                self._budget.settle(reservation, spent_usd, spent_tokens)  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"Model({self.ref!r})"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""Providers: one file each; they only translate requests and responses."""

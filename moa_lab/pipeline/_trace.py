@@ -1,0 +1,63 @@
+"""What one query produced: the answer, every layer's proposals and every call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from moa_lab.core import Answer, CallRecord, Cost, Proposal, Sample, Usage
+
+
+@dataclass
+class QueryResult:
+    """The trace of one query. `error` is set (and `answer` None) when the query failed."""
+
+    sample: Sample
+    answer: Answer | None = None
+    error: str | None = None
+    layers: list[list[Proposal]] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    selected: list[int] | None = None
+    latency_s: float = 0.0
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens of the calls made for this query (cache hits included)."""
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    @property
+    def cost(self) -> Cost:
+        """Money actually spent: cache hits cost nothing."""
+        total = Cost()
+        for call in self.calls:
+            total = total + call.cost
+        return total
+
+    @property
+    def new_calls(self) -> int:
+        """Calls that reached an endpoint (not answered by the cache)."""
+        return sum(1 for c in self.calls if not c.cached)
+
+    def to_dict(self) -> dict[str, Any]:
+        usage = self.usage
+        return {
+            "id": self.sample.id,
+            "input": self.sample.input,
+            "target": self.sample.target,
+            "metadata": self.sample.metadata,
+            "answer": self.answer.text if self.answer else None,
+            "answer_agent": self.answer.agent if self.answer else None,
+            "answer_note": self.answer.note if self.answer else None,
+            "error": self.error,
+            "selected": self.selected,
+            "layers": [[{"agent": p.agent, "text": p.text, "error": p.error} for p in layer] for layer in self.layers],
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cost_usd": self.cost.usd,
+            "flops": self.cost.flops,
+            "latency_s": self.latency_s,
+            "calls": [c.to_dict() for c in self.calls],
+        }

@@ -1,0 +1,23 @@
+"""The registry of buildable things (proposers, aggregators, extractors, selectors, ...)."""
+
+from moa_lab.registry._registry import (
+    ENTRY_POINT_GROUP,
+    BuildRecord,
+    Registered,
+    build,
+    check_args,
+    lookup,
+    names,
+    register,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BuildRecord",
+    "Registered",
+    "build",
+    "check_args",
+    "lookup",
+    "names",
+    "register",
+]

@@ -1,0 +1,79 @@
+"""Selectors choose, per query, which layer-1 proposers are called."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from moa_lab.core import ConfigError
+from moa_lab.registry import build, register
+from moa_lab.topology import AgentSpec, SelectorSpec
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """(query, candidate proposers) -> the indices of the candidates to call, in order."""
+
+    def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]: ...
+
+
+def selector(name: str | None = None):  # type: ignore[no-untyped-def]
+    """Register a selector factory under kind "selector"."""
+    return register("selector", name)
+
+
+def build_selector(spec: SelectorSpec | None) -> Selector:
+    """The selector a topology names (every proposer when it names none)."""
+    if spec is None:
+        return AllProposers()
+    return build("selector", spec.kind, spec.args, where="selector")
+
+
+class AllProposers:
+    def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]:
+        return list(range(len(candidates)))
+
+
+class FirstK:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]:
+        return list(range(min(self.k, len(candidates))))
+
+
+class RandomK:
+    """k proposers drawn per query, reproducibly: the draw depends only on (seed, query)."""
+
+    def __init__(self, k: int, seed: int) -> None:
+        self.k = k
+        self.seed = seed
+
+    def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]:
+        rng = random.Random(f"{self.seed}:{query}")
+        return sorted(rng.sample(range(len(candidates)), min(self.k, len(candidates))))
+
+
+def _positive(k: int) -> int:
+    if k < 1:
+        raise ConfigError(f"selector k must be at least 1, not {k}")
+    return k
+
+
+@selector("all")
+def all_proposers() -> AllProposers:
+    """Call every proposer (the paper's MoA)."""
+    return AllProposers()
+
+
+@selector("first-k")
+def first_k(k: int) -> FirstK:
+    """Call the first k proposers of layer 1."""
+    return FirstK(_positive(k))
+
+
+@selector("random-k")
+def random_k(k: int, seed: int = 0) -> RandomK:
+    """Call k proposers drawn at random per query (a router baseline)."""
+    return RandomK(_positive(k), seed)

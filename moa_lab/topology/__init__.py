@@ -1,0 +1,22 @@
+"""Topologies: frozen specs (YAML is their serialisation), presets, and the builder."""
+
+from moa_lab.topology._builder import Agent, Topology, build_topology, load_topology
+from moa_lab.topology._io import read_yaml, to_yaml, validate
+from moa_lab.topology._presets import PAPER_PROPOSERS, preset
+from moa_lab.topology._spec import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
+
+__all__ = [
+    "PAPER_PROPOSERS",
+    "Agent",
+    "AgentSpec",
+    "LayerSpec",
+    "SelectorSpec",
+    "Topology",
+    "TopologySpec",
+    "build_topology",
+    "load_topology",
+    "preset",
+    "read_yaml",
+    "to_yaml",
+    "validate",
+]

@@ -1,0 +1,155 @@
+"""The paper's topologies and their baselines as registered presets (kind "topology")."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from moa_lab.core import ConfigError
+from moa_lab.registry import build, register
+from moa_lab.topology._spec import AgentSpec, LayerSpec, TopologySpec
+
+PAPER_PROPOSERS = (
+    "together/Qwen/Qwen1.5-110B-Chat",
+    "together/Qwen/Qwen1.5-72B-Chat",
+    "together/microsoft/WizardLM-2-8x22B",
+    "together/meta-llama/Llama-3-70b-chat-hf",
+    "together/mistralai/Mixtral-8x22B-Instruct-v0.1",
+    "together/databricks/dbrx-instruct",
+)
+"""The paper's six open proposers, as written for a Together endpoint named `together`."""
+
+
+def preset(name: str, **args: Any) -> TopologySpec:
+    """Build a preset topology: `preset("moa-lite", proposers=[...], aggregator="...")`."""
+    spec = build("topology", name, args, where=f"topology {name}")
+    assert isinstance(spec, TopologySpec)
+    return spec
+
+
+@cache
+def qa_pool() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The shipped generic Q/A example pool: (instruction, examples)."""
+    data = yaml.safe_load(resources.files("moa_lab.topology").joinpath("qa_examples.yaml").read_text(encoding="utf-8"))
+    return data["instruction"], tuple((str(q), str(a)) for q, a in data["examples"])
+
+
+def _proposer(model: str, temperature: float, max_tokens: int, **extra: Any) -> AgentSpec:
+    return AgentSpec(agent="plain", model=model, temperature=temperature, max_tokens=max_tokens, **extra)
+
+
+def _layered(name: str, proposers: list[str], layers: int, aggregator: AgentSpec, temperature: float, max_tokens: int) -> TopologySpec:
+    if layers < 2:
+        raise ConfigError(f"{name}: layers counts the aggregator, so it must be at least 2")
+    layer = LayerSpec(proposers=tuple(_proposer(m, temperature, max_tokens) for m in proposers))
+    return TopologySpec(name=name, layers=(layer,) * (layers - 1), aggregator=aggregator)
+
+
+def _models(proposers: list[str] | None, n: int, default: str) -> list[str]:
+    return list(proposers) if proposers else [default] * n
+
+
+@register("topology", "single")
+def single(model: str = "local", temperature: float = 0.0, max_tokens: int = 512) -> TopologySpec:
+    """One model, one call: the baseline every topology is compared with."""
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens),))
+    return TopologySpec(name="single", layers=(layer,))
+
+
+@register("topology", "moa")
+def moa(
+    proposers: list[str] | None = None,
+    n: int = 6,
+    layers: int = 3,
+    aggregator: str = "local",
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+    language: str = "en",
+) -> TopologySpec:
+    """The paper's MoA: (layers - 1) layers of proposers, then a synthesizing aggregator."""
+    agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens, language=language)
+    return _layered("moa", _models(proposers, n, "local"), layers, agg, temperature, max_tokens)
+
+
+@register("topology", "moa-lite")
+def moa_lite(
+    proposers: list[str] | None = None,
+    n: int = 6,
+    aggregator: str = "local",
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+    language: str = "en",
+) -> TopologySpec:
+    """MoA-Lite: one layer of proposers, then the aggregator (2 layers)."""
+    agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens, language=language)
+    return _layered("moa-lite", _models(proposers, n, "local"), 2, agg, temperature, max_tokens)
+
+
+@register("topology", "moa-strong-aggregator")
+def moa_strong_aggregator(
+    proposers: list[str] | None = None,
+    n: int = 6,
+    layers: int = 3,
+    aggregator: str = "openai/gpt-4o",
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+) -> TopologySpec:
+    """MoA with a strong final aggregator ("MoA w/ GPT-4o" in the paper)."""
+    agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens)
+    spec = _layered("moa-strong-aggregator", _models(proposers, n, "local"), layers, agg, temperature, max_tokens)
+    return spec
+
+
+@register("topology", "self-moa")
+def self_moa(
+    model: str = "local", k: int = 5, temperature: float = 0.7, aggregator: str | None = None, max_tokens: int = 512
+) -> TopologySpec:
+    """Self-MoA: one model sampled k times, then aggregated by (by default) the same model."""
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens),) * k)
+    agg = AgentSpec(agent="synthesize", model=aggregator or model, temperature=0.0, max_tokens=max_tokens)
+    return TopologySpec(name="self-moa", layers=(layer,), aggregator=agg)
+
+
+@register("topology", "prompt-ensemble")
+def prompt_ensemble(
+    model: str = "local",
+    k: int = 5,
+    examples: list[Any] | None = None,
+    instruction: str | None = None,
+    per_proposer: int = 5,
+    format: str = "qa",
+    aggregator: str = "vote",
+    temperature: float = 0.0,
+    max_tokens: int = 16,
+) -> TopologySpec:
+    """One model, k proposers that differ only in their few-shot examples (disjoint slices of the
+    pool), then `vote` or an LLM aggregator (`synthesize`)."""
+    default_instruction, default_pool = qa_pool()
+    pool = list(examples) if examples is not None else list(default_pool)
+    if len(pool) < k * per_proposer:
+        raise ConfigError(f"prompt-ensemble: {k} proposers x {per_proposer} examples need {k * per_proposer}; the pool has {len(pool)}")
+    instruction = default_instruction if instruction is None and examples is None else instruction
+    proposers = tuple(
+        _proposer(model, temperature, max_tokens, format=format, system=instruction,
+                  examples=[list(e) if isinstance(e, (list, tuple)) else e for e in pool[i * per_proposer:(i + 1) * per_proposer]])
+        for i in range(k)
+    )
+    if aggregator == "vote":
+        agg = AgentSpec(agent="vote")
+    elif aggregator == "synthesize":
+        agg = AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="qa" if format != "chat" else "chat", system=instruction)
+    else:
+        raise ConfigError(f"prompt-ensemble: aggregator must be 'vote' or 'synthesize', not {aggregator!r}")
+    return TopologySpec(name="prompt-ensemble", layers=(LayerSpec(proposers=proposers),), aggregator=agg)
+
+
+@register("topology", "ranker")
+def ranker(
+    proposers: list[str] | None = None, n: int = 6, model: str = "local", temperature: float = 0.7, max_tokens: int = 512
+) -> TopologySpec:
+    """The paper's LLM-ranker baseline: one layer of proposers, then a model that picks one answer."""
+    layer = LayerSpec(proposers=tuple(_proposer(m, temperature, max_tokens) for m in _models(proposers, n, "local")))
+    return TopologySpec(name="ranker", layers=(layer,), aggregator=AgentSpec(agent="rank", model=model))

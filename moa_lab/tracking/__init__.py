@@ -1,0 +1,5 @@
+"""Tracking: the RunLog data model and its writers (MLflow is a sink on top)."""
+
+from moa_lab.tracking._runlog import SCHEMA, VERSION, RunLogWriter, read_runlog
+
+__all__ = ["SCHEMA", "VERSION", "RunLogWriter", "read_runlog"]
