@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from moa_lab.core import Completion, Message, Request, Sampling, Usage
+from moa_lab.models import SqliteCache, call_key
+
+
+def _writer(path: str, worker: int) -> None:
+    cache = SqliteCache(Path(path))
+    for i in range(200):
+        cache.put(f"{worker}-{i}", Completion(f"text {worker} {i}", Usage(i, worker)))
+
+
+def test_sqlite_cache_is_safe_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite"
+    SqliteCache(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = SqliteCache(path)
+    assert len(cache) == 600
+    assert cache.get("2-199") == Completion("text 2 199", Usage(199, 2))
+
+
+def test_key_covers_model_messages_sampling_and_sample_index() -> None:
+    req = Request("m", (Message("user", "hi"),), Sampling(temperature=0.7))
+    base = call_key("e/m", req, 0)
+    assert base == call_key("e/m", Request("m", (Message("user", "hi"),), Sampling(temperature=0.7)), 0)
+    assert base != call_key("e/m2", req, 0)
+    assert base != call_key("e/m", req, 1)
+    assert base != call_key("e/m", Request("m", (Message("user", "hi!"),), Sampling(temperature=0.7)), 0)
+    assert base != call_key("e/m", Request("m", (Message("user", "hi"),), Sampling(temperature=0.8)), 0)
+    assert base != call_key("e/m", Request("m", (), Sampling(temperature=0.7), prompt="hi"), 0)
