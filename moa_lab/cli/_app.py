@@ -78,10 +78,11 @@ def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
     output: Annotated[Optional[Path], typer.Option(help="RunLog path (default: <output>/<name>-<time>.jsonl).")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
 ) -> None:
     """Run a topology over an experiment's queries and write every trace to a RunLog."""
-    exp = Experiment.load(experiment, concurrency=concurrency)
+    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency)
     models = exp.model_set(use_cache=False if no_cache else None)
     total = len(exp.samples())
     console.print(f"[bold]{exp.spec.name}[/]: {exp.topology.name}, {total} queries, models {', '.join(exp.topology.models()) or '(none)'}")

@@ -60,12 +60,20 @@ class Experiment:
         self.topology: TopologySpec = load_topology(self._topology_source(), where=f"{source}: topology")
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> Experiment:
-        """Read and validate an experiment file; `overrides` replace top-level fields."""
+    def load(cls, path: str | Path, *, topology_args: dict[str, Any] | None = None, **overrides: Any) -> Experiment:
+        """Read and validate an experiment file; `overrides` replace top-level fields and
+        `topology_args` replace arguments of its preset topology."""
         data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: an experiment file is a mapping (name, topology, queries, ...)")
         data.update({k: v for k, v in overrides.items() if v is not None})
+        if topology_args:
+            topo = data.get("topology")
+            if isinstance(topo, str) and not topo.endswith((".yaml", ".yml")):
+                topo = {"preset": topo}
+            if not (isinstance(topo, dict) and "preset" in topo):
+                raise ConfigError(f"{path}: --arg sets preset arguments, but this topology is not a preset")
+            data["topology"] = {**topo, **topology_args}
         spec = validate(ExperimentSpec, data, source=str(path))
         return cls(spec, Path(path).resolve().parent, str(path))
 

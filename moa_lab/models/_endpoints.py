@@ -28,6 +28,7 @@ class EndpointConfig(BaseModel):
     paths: tuple[str, ...] = ()
     questions: str | None = None
     slots: int | None = Field(None, ge=1, le=64)
+    ctx_per_slot: int = Field(2048, ge=256, le=32768)
 
     @model_validator(mode="after")
     def _check_kind(self) -> EndpointConfig:

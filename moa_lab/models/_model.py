@@ -139,7 +139,9 @@ class Model:
         if self._budget is not None:
             shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
             worst_in = prompt_token_bound(shown, self._overhead)
-            worst_out = request.sampling.max_tokens
+            # a replayed answer's length is known before the call and ignores max_tokens
+            output_bound = getattr(self.client, "output_bound", None)
+            worst_out = output_bound(request) if output_bound else request.sampling.max_tokens
             reservation = self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
         spent_usd, spent_tokens = 0.0, 0
         try:

@@ -53,8 +53,8 @@ class LocalClient:
             self._server = None
 
 
-def default_config(cache_dir: Path, slots: int) -> EmbeddedServerConfig:
-    return EmbeddedServerConfig(cache_dir=cache_dir, slots=max(1, slots))
+def default_config(cache_dir: Path, slots: int, ctx_per_slot: int = 2048) -> EmbeddedServerConfig:
+    return EmbeddedServerConfig(cache_dir=cache_dir, slots=max(1, slots), ctx_per_slot=ctx_per_slot)
 
 
 __all__ = ["DEFAULT_MODEL", "LocalClient", "PROMPT_OVERHEAD_TOKENS", "default_config"]

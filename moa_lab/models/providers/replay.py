@@ -42,7 +42,19 @@ class ReplayClient:
     def models(self) -> list[str]:
         return sorted(self._outputs)
 
+    def output_bound(self, request: Request) -> int:
+        """Estimated tokens of the recorded answer (the budget reserves this instead of max_tokens)."""
+        try:
+            return estimate_tokens(self._lookup(request))
+        except ReplayMissing:
+            return 0
+
     async def complete(self, request: Request) -> Completion:
+        output = self._lookup(request)
+        usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens(output))
+        return Completion(output, usage, "stop", usage_estimated=True)
+
+    def _lookup(self, request: Request) -> str:
         recorded = self._outputs.get(request.model)
         if recorded is None:
             close = difflib.get_close_matches(request.model, self.models, n=3, cutoff=0.4)
@@ -58,8 +70,7 @@ class ReplayClient:
         output = recorded.get(_key(text))
         if output is None:
             raise ReplayMissing(f"{request.model}: no recording for the prompt {text[:80]!r}")
-        usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens(output))
-        return Completion(output, usage, "stop", usage_estimated=True)
+        return output
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,3 @@
+from moa_lab.cli import main
+
+main()
