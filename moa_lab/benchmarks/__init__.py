@@ -1,5 +1,6 @@
-"""Benchmarks: loaders that turn datasets into Samples."""
+"""Benchmarks: loaders that turn datasets into Samples, and built-in task sets for the embedded model."""
 
 from moa_lab.benchmarks._loaders import from_queries, load_alpaca_eval, load_jsonl
+from moa_lab.benchmarks._tasks import TASKS, Task, builtin_task
 
-__all__ = ["from_queries", "load_alpaca_eval", "load_jsonl"]
+__all__ = ["TASKS", "Task", "builtin_task", "from_queries", "load_alpaca_eval", "load_jsonl"]

@@ -34,6 +34,8 @@ class Task:
     items: tuple[Sample, ...]
     example_sets: tuple[tuple[tuple[str, str], ...], ...]
     numeric: bool
+    aggregator_examples: tuple[dict[str, object], ...] = ()
+    """Worked examples for an LLM aggregator: {input, proposals, output}, the gold among distractors."""
 
     @property
     def examples(self) -> tuple[tuple[str, str], ...]:
@@ -83,4 +85,17 @@ def builtin_task(name: str, *, items: int = 40, proposers: int = 5, per_proposer
     samples = tuple(
         Sample(q, a, f"{name}-{i}", {"task": name}) for i, (q, a) in enumerate(rest[:items])
     )
-    return Task(name, fmt, None if instruction is None else str(instruction), samples, sets, numeric)
+    return Task(name, fmt, None if instruction is None else str(instruction), samples, sets, numeric, _aggregator_examples(pool, rng))
+
+
+def _aggregator_examples(pool: list[tuple[str, str]], rng: random.Random, n: int = 4, k: int = 5) -> tuple[dict[str, object], ...]:
+    """Examples whose proposals hold the gold 2 to 4 times among answers of other items."""
+    out = []
+    answers = sorted({a for _, a in pool})
+    for i, (question, gold) in enumerate(pool[:n]):
+        right = 2 + i % 3
+        wrong = rng.sample([a for a in answers if a != gold], k - right)
+        proposals = [gold] * right + wrong
+        rng.shuffle(proposals)
+        out.append({"input": question, "proposals": proposals, "output": gold})
+    return tuple(out)

@@ -44,6 +44,8 @@ class CallRecord:
     attempts: int = 1
     error: str | None = None
     layer: int = 0
+    started: float = 0.0
+    """Unix time the call began (for trace spans)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class CallRecord:
             "cached": self.cached,
             "attempts": self.attempts,
             "error": self.error,
+            "started": self.started,
         }
 
 

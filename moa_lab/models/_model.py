@@ -62,7 +62,8 @@ class Model:
         self.price = price
         self.retry = retry
         self._limiter = limiter
-        self._cache = cache
+        # a replayed answer is already a lookup: caching it again only costs writes
+        self._cache = cache if getattr(client, "cacheable", True) else None
         self._budget = budget
         self._overhead = prompt_overhead_tokens
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
@@ -82,6 +83,7 @@ class Model:
         if prompt is not None:
             messages = (Message("user", prompt),)
         start = time.perf_counter()
+        wall_start = time.time()
         key = call_key(self.ref, request, sample_index) if self._cache is not None else None
 
         def record(completion: Completion | None, cost: Cost, cached: bool, attempts: int, error: str | None) -> CallRecord:
@@ -97,6 +99,7 @@ class Model:
                 attempts=attempts,
                 error=error,
                 layer=layer,
+                started=wall_start,
             )
 
         if key is not None:

@@ -27,7 +27,7 @@ class Pipeline:
 
     async def run_query(self, sample: Sample) -> QueryResult:
         """Run one query through every layer. Failures are recorded in the result, never raised."""
-        result = QueryResult(sample)
+        result = QueryResult(sample, started=time.time())
         start = time.perf_counter()
         try:
             references: Sequence[Proposal] = ()

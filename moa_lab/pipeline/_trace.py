@@ -19,6 +19,7 @@ class QueryResult:
     calls: list[CallRecord] = field(default_factory=list)
     selected: list[int] | None = None
     latency_s: float = 0.0
+    started: float = 0.0
 
     @property
     def usage(self) -> Usage:
@@ -59,5 +60,6 @@ class QueryResult:
             "cost_usd": self.cost.usd,
             "flops": self.cost.flops,
             "latency_s": self.latency_s,
+            "started": self.started,
             "calls": [c.to_dict() for c in self.calls],
         }

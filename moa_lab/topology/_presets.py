@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from moa_lab.benchmarks import builtin_task
 from moa_lab.core import ConfigError
 from moa_lab.registry import build, register
 from moa_lab.topology._spec import AgentSpec, LayerSpec, TopologySpec
@@ -52,10 +53,28 @@ def _models(proposers: list[str] | None, n: int, default: str) -> list[str]:
     return list(proposers) if proposers else [default] * n
 
 
+def _task_prompt(task: str | None) -> dict[str, Any]:
+    """Proposer arguments for a built-in task: its format, instruction and first example set."""
+    if task is None:
+        return {}
+    t = builtin_task(task)
+    return {"format": t.format, "system": t.instruction, "examples": [list(e) for e in t.example_sets[0]]}
+
+
+def _task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec:
+    """A synthesize aggregator; for a built-in task, few-shot with `Proposed answers:` examples."""
+    if task is None:
+        return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens)
+    t = builtin_task(task)
+    instruction = "Each question comes with proposed answers, some of them wrong. Give the correct answer."
+    return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="qa",
+                     system=instruction, examples=[dict(e) for e in t.aggregator_examples])
+
+
 @register("topology", "single")
-def single(model: str = "local", temperature: float = 0.0, max_tokens: int = 512) -> TopologySpec:
+def single(model: str = "local", temperature: float = 0.0, max_tokens: int = 512, task: str | None = None) -> TopologySpec:
     """One model, one call: the baseline every topology is compared with."""
-    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens),))
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **_task_prompt(task)),))
     return TopologySpec(name="single", layers=(layer,))
 
 
@@ -105,11 +124,17 @@ def moa_strong_aggregator(
 
 @register("topology", "self-moa")
 def self_moa(
-    model: str = "local", k: int = 5, temperature: float = 0.7, aggregator: str | None = None, max_tokens: int = 512
+    model: str = "local",
+    k: int = 5,
+    temperature: float = 0.7,
+    aggregator: str | None = None,
+    max_tokens: int = 512,
+    task: str | None = None,
 ) -> TopologySpec:
-    """Self-MoA: one model sampled k times, then aggregated by (by default) the same model."""
-    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens),) * k)
-    agg = AgentSpec(agent="synthesize", model=aggregator or model, temperature=0.0, max_tokens=max_tokens)
+    """Self-MoA: one model sampled k times, then aggregated by the same model (or `aggregator`:
+    a model name, or `vote`)."""
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **_task_prompt(task)),) * k)
+    agg = AgentSpec(agent="vote") if aggregator == "vote" else _task_aggregator(task, aggregator or model, max_tokens)
     return TopologySpec(name="self-moa", layers=(layer,), aggregator=agg)
 
 
@@ -124,9 +149,13 @@ def prompt_ensemble(
     aggregator: str = "vote",
     temperature: float = 0.0,
     max_tokens: int = 16,
+    task: str | None = None,
 ) -> TopologySpec:
     """One model, k proposers that differ only in their few-shot examples (disjoint slices of the
-    pool), then `vote` or an LLM aggregator (`synthesize`)."""
+    pool, or of a built-in task's pool), then `vote` or an LLM aggregator (`synthesize`)."""
+    if task is not None:
+        t = builtin_task(task, proposers=k, per_proposer=per_proposer)
+        examples, instruction, format = [list(e) for e in t.examples], t.instruction, t.format
     default_instruction, default_pool = qa_pool()
     pool = list(examples) if examples is not None else list(default_pool)
     if len(pool) < k * per_proposer:
@@ -140,7 +169,8 @@ def prompt_ensemble(
     if aggregator == "vote":
         agg = AgentSpec(agent="vote")
     elif aggregator == "synthesize":
-        agg = AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="qa" if format != "chat" else "chat", system=instruction)
+        agg = _task_aggregator(task, model, max_tokens) if task else AgentSpec(
+            agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="chat" if format == "chat" else "qa", system=instruction)
     else:
         raise ConfigError(f"prompt-ensemble: aggregator must be 'vote' or 'synthesize', not {aggregator!r}")
     return TopologySpec(name="prompt-ensemble", layers=(LayerSpec(proposers=proposers),), aggregator=agg)

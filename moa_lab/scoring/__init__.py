@@ -1,0 +1,17 @@
+"""Scoring: scorers (exact, numeric, choice), LLM judges, and the statistics of a run."""
+
+from moa_lab.scoring._metrics import Estimate, bootstrap_ci, estimate, mean_stderr, paired_difference, percentile
+from moa_lab.scoring._scorer import Match, Scorer, ScoringContext, scorer
+
+__all__ = [
+    "Estimate",
+    "Match",
+    "Scorer",
+    "ScoringContext",
+    "bootstrap_ci",
+    "estimate",
+    "mean_stderr",
+    "paired_difference",
+    "percentile",
+    "scorer",
+]
