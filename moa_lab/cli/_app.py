@@ -109,6 +109,98 @@ def run(
     show_summary(console, summary)
 
 
+@app.command("eval")
+def eval_(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with a benchmark (see experiments/).")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue killed runs: finished samples are kept.")] = False,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")] = False,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
+    concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+) -> None:
+    """Evaluate every topology of an experiment on its benchmark; print quality with CIs, cost, latency."""
+    from moa_lab.cli._render import show_eval
+    from moa_lab.evaluation import project_root, run_suite
+
+    exp = Experiment.load(experiment, concurrency=concurrency)
+    models = exp.model_set(use_cache=False if no_cache else None)
+    tracker = None
+    tracking = exp.spec.tracking
+    if tracking.mlflow and not no_mlflow:
+        from moa_lab.tracking import MlflowTracker
+
+        tracker = MlflowTracker(tracking_uri=tracking_uri or tracking.tracking_uri, experiment=tracking.experiment or exp.spec.name,
+                                project_root=project_root(exp.folder), traces=tracking.traces)
+    columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+               TimeElapsedColumn())
+
+    async def main() -> Any:
+        async with models:
+            with Progress(*columns, console=console) as progress:
+                bars: dict[str, Any] = {}
+                running: dict[str, list[float]] = {}
+
+                def start(name: str, total: int) -> None:
+                    bars[name] = progress.add_task(name, total=total, stats="")
+                    running[name] = [0.0, 0.0, 0.0]
+
+                def record(name: str, rec: dict[str, Any]) -> None:
+                    stat = running[name]
+                    stat[0] += 1
+                    stat[1] += float(rec.get("score") or 0.0)
+                    stat[2] += float(rec["cost_usd"]) + float(rec.get("judge_cost_usd", 0.0))
+                    progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
+
+                return await run_suite(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start)
+
+    summaries = asyncio.run(main())
+    show_eval(console, summaries)
+    if tracker is not None:
+        console.print(f"MLflow: {tracker.tracking_uri} (open it with `moa-lab ui`)")
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="RunLog A.")],
+    run_b: Annotated[Path, typer.Argument(help="RunLog B.")],
+) -> None:
+    """Paired difference A - B of per-sample scores on the samples both runs scored, with a 95% CI."""
+    from moa_lab.scoring import paired_difference
+    from moa_lab.tracking import read_runlog
+
+    _, a = read_runlog(run_a)
+    _, b = read_runlog(run_b)
+    scores_b = {r["id"]: r["score"] for r in b if r.get("score") is not None}
+    common = [(float(r["score"]), float(scores_b[r["id"]])) for r in a if r.get("score") is not None and r["id"] in scores_b]
+    if not common:
+        raise ConfigError(f"{run_a} and {run_b} share no scored samples")
+    diff = paired_difference([x for x, _ in common], [y for _, y in common])
+    wins = sum(x > y for x, y in common)
+    losses = sum(x < y for x, y in common)
+    console.print(f"{len(common)} paired samples: A {sum(x for x, _ in common) / len(common):.3f}, B {sum(y for _, y in common) / len(common):.3f}")
+    console.print(f"A - B = {diff.mean:+.3f} ± {diff.stderr:.3f} (95% CI [{diff.low:+.3f}, {diff.high:+.3f}]); A better on {wins}, B on {losses}")
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="Store to show (default: ./mlruns/mlflow.db).")] = None,
+) -> None:
+    """Open the MLflow UI on the project's store."""
+    import subprocess
+
+    from moa_lab.evaluation import project_root
+    from moa_lab.tracking import default_artifact_location, default_tracking_uri
+
+    root = project_root(Path.cwd())
+    uri = tracking_uri or default_tracking_uri(root)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
+    if tracking_uri is None:
+        cmd += ["--default-artifact-root", default_artifact_location(root)]
+    console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
+    raise typer.Exit(subprocess.call(cmd))
+
+
 @app.command()
 def topologies(show: Annotated[Optional[str], typer.Option(help="Print this preset's spec as YAML.")] = None) -> None:
     """List preset topologies and registered agents."""

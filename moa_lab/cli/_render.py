@@ -6,7 +6,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
-from moa_lab.evaluation import RunSummary
+from moa_lab.evaluation import EvalSummary, RunSummary
 from moa_lab.pipeline import QueryResult
 
 
@@ -70,3 +70,22 @@ def show_summary(console: Console, summary: RunSummary) -> None:
     if summary.unpriced:
         console.print(f"[yellow]no list price for {', '.join(summary.unpriced)}: counted as $0 (add them under prices:)[/]")
     console.print(f"traces: {summary.runlog}")
+
+
+def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
+    """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency."""
+    table = Table(title="Evaluation (95% bootstrap CI)", title_justify="left")
+    for col in ("run", "n", "quality", "95% CI", "oracle", "chars", "$/query", "p50 s", "p95 s", "failed"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for s in summaries:
+        oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else ""
+        table.add_row(
+            s.label, str(s.samples), f"{s.quality.mean:.3f}", f"[{s.quality.low:.3f}, {s.quality.high:.3f}]", oracle,
+            f"{s.answer_chars:.0f}", f"{s.cost_per_query:.6f}", f"{s.latency_p50:.2f}", f"{s.latency_p95:.2f}", str(s.failed),
+        )
+    console.print(table)
+    for s in summaries:
+        if s.resumed:
+            console.print(f"{s.label}: resumed, {s.resumed} samples kept from the earlier run")
+    if summaries:
+        console.print(f"RunLogs: {summaries[0].runlog.parent}")

@@ -32,16 +32,48 @@ class BudgetSpec(BaseModel):
     tokens: int | None = Field(None, ge=0)
 
 
+class BenchmarkSpec(BaseModel):
+    """What to evaluate on: `builtin` tasks, `gsm8k`, `alpaca_eval`, `mt_bench` or `jsonl`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["builtin", "gsm8k", "alpaca_eval", "mt_bench", "jsonl"]
+    path: str | None = None
+    tasks: list[str] | None = None
+    items: int = Field(40, ge=1)
+    limit: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class TrackingSpec(BaseModel):
+    """Where runs are logged. MLflow defaults to the project's `mlruns/mlflow.db`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mlflow: bool = True
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    traces: bool = True
+
+
 class ExperimentSpec(BaseModel):
-    """One experiment file. Relative paths are relative to the file's folder."""
+    """One experiment file. Relative paths are relative to the file's folder.
+
+    `moa-lab run` uses `topology` with `queries` or `dataset`; `moa-lab eval` uses `topologies`
+    (or `topology`) with `benchmark` and `scorer`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = ""
-    topology: str | dict[str, Any]
+    topology: str | dict[str, Any] | None = None
+    topologies: dict[str, str | dict[str, Any]] | None = None
     queries: list[str | dict[str, Any]] | None = None
     dataset: DatasetSpec | None = None
+    benchmark: BenchmarkSpec | None = None
+    scorer: str | dict[str, Any] = "auto"
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
     budget: BudgetSpec | None = None
@@ -57,7 +89,33 @@ class Experiment:
         self.spec = spec
         self.folder = folder
         self.source = source
-        self.topology: TopologySpec = load_topology(self._topology_source(), where=f"{source}: topology")
+        if spec.topology is None and not spec.topologies:
+            raise ConfigError(f"{source}: give a topology (or topologies)")
+        self.topology: TopologySpec = (
+            load_topology(self._topology_source(), where=f"{source}: topology")
+            if spec.topology is not None
+            else next(iter(self.topologies().values()))
+        )
+
+    def topologies(self, task: str | None = None) -> dict[str, TopologySpec]:
+        """Every topology by label; a preset taking `task` gets the built-in task it runs on."""
+        sources = dict(self.spec.topologies or {})
+        if not sources:
+            sources = {"topology": self.spec.topology}  # type: ignore[dict-item]
+        out = {}
+        for label, source in sources.items():
+            if isinstance(source, str) and source.endswith((".yaml", ".yml")):
+                source = str(self.path(source))
+            if task is not None:
+                source = {"preset": source} if isinstance(source, str) and not source.endswith((".yaml", ".yml")) else source
+                if isinstance(source, dict) and "preset" in source and "task" not in source:
+                    from moa_lab.registry import lookup
+                    import inspect
+
+                    if "task" in inspect.signature(lookup("topology", str(source["preset"])).factory).parameters:
+                        source = {**source, "task": task}
+            out[label] = load_topology(source, where=f"{self.source}: topologies.{label}")  # type: ignore[arg-type]
+        return out
 
     @classmethod
     def load(cls, path: str | Path, *, topology_args: dict[str, Any] | None = None, **overrides: Any) -> Experiment:
@@ -79,6 +137,7 @@ class Experiment:
 
     def _topology_source(self) -> str | dict[str, Any]:
         topo = self.spec.topology
+        assert topo is not None
         if isinstance(topo, str) and topo.endswith((".yaml", ".yml")):
             return str(self.path(topo))
         return topo
@@ -125,5 +184,9 @@ class Experiment:
             cache = SqliteCache(self.path(cache_setting)) if cache_setting != "memory" else MemoryCache()
         budget = Budget(self.spec.budget.usd, self.spec.budget.tokens) if self.spec.budget else None
         return ModelSet(
-            self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.topology.width
+            self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.width()
         )
+
+    def width(self) -> int:
+        """The widest layer of any topology: the embedded server's slot count."""
+        return max(t.width for t in self.topologies().values()) if self.spec.topologies else self.topology.width

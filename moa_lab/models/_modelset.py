@@ -55,6 +55,7 @@ class ModelSet:
         self.cache_dir = cache_dir or default_cache_dir()
         self.local_slots = local_slots
         self._clients: dict[str, ModelClient] = dict(clients or {})
+        self._given = set(self._clients)
         self._limiters: dict[str, asyncio.Semaphore] = {}
         self._models: dict[str, Model] = {}
 
@@ -69,7 +70,7 @@ class ModelSet:
         """Raise ConfigError now if `ref` names an unknown endpoint or a missing API key."""
         endpoint, _ = self._split(ref)
         config = self.endpoints.get(endpoint)
-        if config is not None and config.kind == "openai" and endpoint not in self._clients:
+        if config is not None and config.kind == "openai" and endpoint not in self._given:
             self._api_key(endpoint, config)
 
     def _split(self, ref: str) -> tuple[str, str]:
@@ -91,7 +92,7 @@ class ModelSet:
     def _build(self, ref: str) -> Model:
         endpoint, name = self._split(ref)
         # an endpoint given only as a ready client (a test fake) gets the default limits
-        config = self.endpoints.get(endpoint) if endpoint not in self._clients else None
+        config = self.endpoints.get(endpoint) if endpoint not in self._given else None
         client = self._client(endpoint, config) if config is not None else self._clients[endpoint]
         concurrency = config.concurrency if config is not None else 64
         limiter = self._limiters.setdefault(endpoint, asyncio.Semaphore(concurrency))

@@ -1,0 +1,263 @@
+"""An MLflow sink for moa-lab runs: params, metrics, a per-query table, one trace per query.
+
+The RunLog is the data model; this sink is fed plain dicts. `mlflow` is imported inside methods
+only, because importing it costs over a second and `import moa_lab.tracking` must stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+REDACTED = "***"
+MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
+PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
+METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
+TABLE_FILE = "queries.json"
+
+_SECRET_KEY_ENDINGS = ("api_key", "apikey", "secret", "password")
+# The lookbehind keeps words such as "task-oriented" or "risk-free" intact.
+_SECRET_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}")
+
+
+def default_tracking_uri(project_root: Path) -> str:
+    """The local default store: a sqlite database under `<project_root>/mlruns`."""
+    return f"sqlite:///{project_root}/mlruns/mlflow.db"
+
+
+def default_artifact_location(project_root: Path) -> str:
+    """Where runs in the local default store keep their artifacts (a file URI)."""
+    return (project_root / "mlruns" / "artifacts").as_uri()
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings and lists as one level of dotted keys: {"a": [{"b": 1}]} -> {"a.0.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple) and value:
+            out.update(flatten({str(i): v for i, v in enumerate(value)}, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys that name a credential (`api_key`, `db_password`); token counts are not."""
+    return str(key).lower().replace("-", "_").endswith(_SECRET_KEY_ENDINGS)
+
+
+def redact(obj: Any) -> Any:
+    """A copy of `obj` with credential-named keys and `sk-...` looking strings replaced by ***."""
+    if isinstance(obj, Mapping):
+        return {k: REDACTED if is_secret_key(k) and v is not None else redact(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return _SECRET_VALUE.sub(REDACTED, obj) if "sk-" in obj else obj
+    return obj
+
+
+class MlflowTracker:
+    """Logs one moa-lab run at a time to MLflow; search trials are nested runs (`parent_run_id`)."""
+
+    run_id: str | None
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str = "moa-lab",
+        project_root: Path | None = None,
+        traces: bool = True,
+    ) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri or default_tracking_uri((project_root or Path.cwd()).resolve())
+        self.traces = traces
+        self.run_id = None
+        self._rows: list[dict[str, Any]] = []
+        artifact_location = None
+        if self.tracking_uri.startswith("sqlite:///"):
+            db = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            # Without this MLflow puts a sqlite store's artifacts in ./mlruns of whatever the cwd
+            # is; next to the database keeps them together (and is the default layout).
+            artifact_location = (db.parent.resolve() / "artifacts").as_uri()
+        self._client: MlflowClient = MlflowClient(self.tracking_uri)
+        self.experiment_id = self._experiment(experiment, artifact_location)
+        if traces:
+            # The trace exporter writes to the process-wide tracking URI, not to a client's.
+            mlflow.set_tracking_uri(self.tracking_uri)
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        if (exp := self._client.get_experiment_by_name(name)) is not None:
+            return str(exp.experiment_id)
+        try:
+            return str(self._client.create_experiment(name, artifact_location=artifact_location))
+        except MlflowException:
+            # Another search worker created it between our lookup and create.
+            if (exp := self._client.get_experiment_by_name(name)) is None:
+                raise
+            return str(exp.experiment_id)
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
+        """Create a run with flattened, redacted params; returns its id (also in `run_id`)."""
+        from mlflow.entities import Param
+
+        if self.run_id is not None:
+            raise RuntimeError(f"MLflow run {self.run_id} is still open: end_run() it first")
+        run_tags = {str(k): str(v)[:MAX_TAG_VALUE] for k, v in redact(dict(tags or {})).items()}
+        if parent_run_id is not None:
+            run_tags["mlflow.parentRunId"] = parent_run_id
+        run = self._client.create_run(self.experiment_id, run_name=name, tags=run_tags)
+        self.run_id = run.info.run_id
+        self._rows = []
+        items = [Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in flatten(redact(params)).items()]
+        for i in range(0, len(items), PARAMS_PER_BATCH):
+            self._client.log_batch(self.run_id, params=items[i : i + PARAMS_PER_BATCH])
+        return self.run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        """Log metrics in one batch (more than 1000 metrics would need several)."""
+        from mlflow.entities import Metric
+
+        run_id = self._active()
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(items), METRICS_PER_BATCH):
+            self._client.log_batch(run_id, metrics=items[i : i + METRICS_PER_BATCH])
+
+    def log_query(self, record: Mapping[str, Any]) -> None:
+        """Buffer the query's table row and, with `traces`, record its trace (one span per call)."""
+        run_id = self._active()
+        rec = redact(record)
+        row = {k: rec.get(k) for k in ("id", "input", "answer", "target", "score")}
+        for layer in rec.get("layers") or []:
+            for p in layer:
+                row[p["agent"]] = p.get("text") if p.get("error") is None else f"[error] {p['error']}"
+        row.update({k: rec.get(k) for k in ("cost_usd", "latency_s", "error")})
+        self._rows.append(row)
+        if self.traces:
+            self._trace(rec, run_id)
+
+    def _trace(self, rec: Mapping[str, Any], run_id: str) -> None:
+        from mlflow.entities import SpanType
+        from mlflow.tracing.constant import SpanAttributeKey as Key
+
+        latency = float(rec.get("latency_s") or 0.0)
+        start = float(rec.get("started") or time.time() - latency)
+        root = self._client.start_trace(
+            "query",
+            span_type=SpanType.CHAIN,
+            inputs={"input": rec.get("input")},
+            attributes={"id": rec.get("id"), "target": rec.get("target"), "score": rec.get("score")},
+            tags={"moa.query_id": str(rec.get("id"))},
+            experiment_id=self.experiment_id,
+            start_time_ns=_ns(start),
+            run_id=run_id,
+        )
+        trace_id = root.trace_id
+        for call in rec.get("calls") or []:
+            c_start = float(call.get("started") or start)
+            tin, tout = int(call.get("input_tokens") or 0), int(call.get("output_tokens") or 0)
+            span = self._client.start_span(
+                str(call.get("agent")),
+                trace_id=trace_id,
+                parent_id=root.span_id,
+                span_type=SpanType.CHAT_MODEL,
+                inputs={"messages": call.get("messages")},
+                attributes={
+                    "model": call.get("model"), "layer": call.get("layer"),
+                    "input_tokens": tin, "output_tokens": tout, "cost_usd": call.get("cost_usd"),
+                    "cached": call.get("cached"), "attempts": call.get("attempts"), "error": call.get("error"),
+                    # MLflow's own keys: the UI sums them per trace, and a set cost stops MLflow
+                    # from pricing the model itself.
+                    Key.CHAT_USAGE: {"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout},
+                    Key.LLM_COST: {"total_cost": float(call.get("cost_usd") or 0.0)},
+                },
+                start_time_ns=_ns(c_start),
+            )
+            self._client.end_span(
+                trace_id,
+                span.span_id,
+                outputs=call.get("output"),
+                status="ERROR" if call.get("error") else "OK",
+                end_time_ns=_ns(c_start + float(call.get("latency_s") or 0.0)),
+            )
+        self._client.end_trace(
+            trace_id,
+            outputs={"answer": rec.get("answer")},
+            attributes={"input_tokens": rec.get("input_tokens"), "output_tokens": rec.get("output_tokens"),
+                        "cost_usd": rec.get("cost_usd"), "error": rec.get("error")},
+            status="ERROR" if rec.get("error") else "OK",
+            end_time_ns=_ns(start + latency),
+        )
+
+    def log_artifact(self, path: Path) -> None:
+        """Attach a file to the run; a JSON-lines file (the RunLog) is logged with secrets redacted."""
+        run_id = self._active()
+        path = Path(path)
+        if path.suffix != ".jsonl":
+            self._client.log_artifact(run_id, str(path))
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            clean = Path(tmp) / path.name
+            with path.open(encoding="utf-8") as src, clean.open("w", encoding="utf-8") as dst:
+                for line in src:
+                    try:
+                        dst.write(json.dumps(redact(json.loads(line)), ensure_ascii=False) + "\n")
+                    except json.JSONDecodeError:
+                        continue  # a torn last line of a killed run
+            self._client.log_artifact(run_id, str(clean))
+
+    def end_run(self, *, status: str = "FINISHED") -> None:
+        """Wait for pending traces, write the query table (`queries.json`), and close the run."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        run_id, self.run_id = self.run_id, None
+        if self.traces:
+            mlflow.flush_trace_async_logging()
+        if self._rows:
+            columns = list(dict.fromkeys(k for row in self._rows for k in row))
+            table = {c: [row.get(c) for row in self._rows] for c in columns}
+            try:
+                self._client.log_table(run_id, data=table, artifact_file=TABLE_FILE)
+            except ImportError:
+                # log_table needs pandas; this is the same "split" layout it writes.
+                split = {"columns": columns, "data": [[row.get(c) for c in columns] for row in self._rows]}
+                self._client.log_dict(run_id, split, TABLE_FILE)
+        self._rows = []
+        self._client.set_terminated(run_id, status=status)
+
+    def _active(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("no MLflow run is open: call start_run() first")
+        return self.run_id
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
