@@ -134,7 +134,23 @@ def eval_(
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn())
 
+    stop_requested = {"flag": False}
+
     async def main() -> Any:
+        import signal
+
+        stop = asyncio.Event()
+
+        def request_stop() -> None:
+            if stop.is_set():  # a second signal: stop now
+                raise KeyboardInterrupt
+            stop_requested["flag"] = True
+            stop.set()
+            console.print("[yellow]stopping: finishing the queries in flight (again to abort)…[/]")
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, request_stop)
         async with models:
             with Progress(*columns, console=console) as progress:
                 bars: dict[str, Any] = {}
@@ -151,12 +167,15 @@ def eval_(
                     stat[2] += float(rec["cost_usd"]) + float(rec.get("judge_cost_usd", 0.0))
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_suite(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start)
+                return await run_suite(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
     summaries = asyncio.run(main())
     show_eval(console, summaries)
     if tracker is not None:
         console.print(f"MLflow: {tracker.tracking_uri} (open it with `moa-lab ui`)")
+    if stop_requested["flag"]:
+        console.print("[yellow]stopped early: run the same command with --resume to finish[/]")
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -219,7 +238,8 @@ def main() -> None:
     import moa_lab.selection  # noqa: F401 - registers the built-in selectors
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns an Exit's code in this mode
+        sys.exit(code if isinstance(code, int) else 0)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)

@@ -123,8 +123,13 @@ async def evaluate(
     concurrency: int = 16,
     score_proposals: bool | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> EvalSummary:
-    """Run and score every sample not already in `runlog`; append each record as it finishes."""
+    """Run and score every sample not already in `runlog`; append each record as it finishes.
+
+    When `stop` is set, no new sample starts and the ones in flight finish and are written, so
+    their calls are cached and paid once; `resume=True` later does the rest.
+    """
     label = label or spec.name
     head = {"label": label, "topology": spec.model_dump(mode="json"), "scorer": scorer.name, "samples": len(samples), **(header or {})}
     done: list[dict[str, Any]] = []
@@ -149,7 +154,7 @@ async def evaluate(
 
         iterator = iter(todo)
         while True:
-            while len(pending) < concurrency and (sample := next(iterator, None)) is not None:
+            while len(pending) < concurrency and not (stop and stop.is_set()) and (sample := next(iterator, None)) is not None:
                 pending.add(asyncio.ensure_future(run_and_score(sample)))
             if not pending:
                 break

@@ -3,6 +3,7 @@ when tracking is on, an MLflow run nested under one run for the experiment."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -94,6 +95,7 @@ async def run_suite(
     tracker: Any = None,
     on_record: Callable[[str, dict[str, Any]], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[EvalSummary]:
     """Evaluate every (topology, group); returns the summaries in order."""
     out_dir = exp.path(exp.spec.output) / exp.spec.name
@@ -127,13 +129,15 @@ async def run_suite(
                 summary = await evaluate(
                     spec, group.samples, models, group.scorer, runlog=out_dir / f"{name}.jsonl", label=name,
                     header={"experiment": exp.spec.name, "task": group.task}, resume=resume,
-                    concurrency=exp.spec.concurrency, on_record=record_hook,
+                    concurrency=exp.spec.concurrency, on_record=record_hook, stop=stop,
                 )
                 summaries.append(summary)
                 if child is not None:
                     tracker.log_metrics(summary.metrics())
                     tracker.log_artifact(summary.runlog)
-                    tracker.end_run()
+                    tracker.end_run(status="KILLED" if stop is not None and stop.is_set() else "FINISHED")
+                if stop is not None and stop.is_set():
+                    return summaries
     finally:
         if parent is not None:
             tracker.end_run()

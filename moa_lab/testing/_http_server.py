@@ -12,6 +12,7 @@ that many words and `finish_reason` is `"length"`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -71,13 +72,8 @@ class OpenAITestServer:
     handled at once. Use as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(
-        self,
-        *,
-        latency: float = 0.0,
-        responder: Callable[[dict[str, Any]], str] | None = None,
-        faults: Callable[[dict[str, Any], int], Fault | None] | None = None,
-    ) -> None:
+    def __init__(self, *, latency: float = 0.0, responder: Callable[[dict[str, Any]], str] | None = None,
+                 faults: Callable[[dict[str, Any], int], Fault | None] | None = None) -> None:
         self.latency = latency
         self.responder = responder
         self.faults = faults
@@ -91,7 +87,6 @@ class OpenAITestServer:
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> str:
         """Start serving (if not already) and return the base URL `http://127.0.0.1:PORT/v1`."""
@@ -100,8 +95,7 @@ class OpenAITestServer:
             self._httpd = _Server(("127.0.0.1", 0), _Handler)
             self._httpd.owner = self
             # a short poll interval: shutdown() waits for the serve loop to notice the request
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
             self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         return self.base_url
 
@@ -111,17 +105,13 @@ class OpenAITestServer:
         if httpd is None:
             return
         self._stopping.set()
-        httpd.shutdown()
+        httpd.shutdown()  # returns once the serve loop has ended
         httpd.server_close()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:  # idle keep-alive handlers block in recv until their socket closes
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def reset(self) -> None:
         """Forget the calls and attempt counts; `max_in_flight` restarts from the requests in flight now."""
@@ -150,34 +140,26 @@ class OpenAITestServer:
             with self._lock:
                 self.calls.append(call)
             delay = self.latency + (fault.delay if fault is not None and fault.kind == "timeout" else 0.0)
-            if not self._sleep(delay):
+            if delay > 0 and self._stopping.wait(delay):  # stop() woke this handler: do not answer
                 handler.close_connection = True
                 return
             if fault is not None and fault.kind == "status":
-                headers = {} if fault.retry_after is None else {"Retry-After": _seconds(fault.retry_after)}
-                handler.send_json(fault.status, _error(f"injected fault: HTTP {fault.status}", fault.status), headers)
+                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+                handler.send(fault.status, _error(f"injected fault: HTTP {fault.status}", fault.status), headers)
             elif fault is not None and fault.kind == "malformed":
-                handler.send_raw(200, b'{"choices": [')
+                handler.send(200, b'{"choices": [')
             else:
-                handler.send_json(200, self._answer(path, body))
+                handler.send(200, self._answer(path, body))
             call.finished = time.perf_counter()
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep in this handler thread; False when `stop()` interrupted it."""
-        return seconds <= 0 or not self._stopping.wait(seconds)
-
     def _answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model", ""))
         chat = path == CHAT_PATH
         messages = body.get("messages") or []
-        if chat:
-            prompt_words = sum(_words(_content(m.get("content"))) for m in messages) + 4 * len(messages)
-        else:
-            prompt = body.get("prompt", "")
-            prompt_words = _words(prompt if isinstance(prompt, str) else " ".join(map(str, prompt))) + 4
+        prompt_words = sum(_words(m.get("content")) + 4 for m in messages) if chat else _words(body.get("prompt")) + 4
         if self.responder is not None:
             text = self.responder(body)
         else:
@@ -185,10 +167,9 @@ class OpenAITestServer:
             text = f"{model} says {hashlib.sha1(source.encode()).hexdigest()[:8]}"
         finish = "stop"
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        if isinstance(limit, int) and len(text.split()) > limit:
+        if isinstance(limit, int) and _words(text) > limit:
             text, finish = " ".join(text.split()[:limit]), "length"
-        usage = {"prompt_tokens": prompt_words, "completion_tokens": _words(text)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage = {"prompt_tokens": prompt_words, "completion_tokens": _words(text), "total_tokens": prompt_words + _words(text)}
         if chat:
             message = {"role": "assistant", "content": text}
             choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
@@ -235,34 +216,29 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
             model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "moa-lab"}
-            self.send_json(200, {"object": "list", "data": [model]})
+            self.send(200, {"object": "list", "data": [model]})
         else:
-            self.send_json(404, _error(f"no route GET {self.path}", 404))
+            self.send(404, _error(f"no route GET {self.path}", 404))
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # always read: keep-alive stays in step
         path = self.path.split("?")[0].rstrip("/")
-        if path not in (CHAT_PATH, COMPLETIONS_PATH):
-            self.send_json(404, _error(f"no route POST {self.path}", 404))
-            return
-        try:
+        body: Any = None
+        with contextlib.suppress(ValueError):
             body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            self.send_json(400, _error("the request body is not a JSON object", 400))
-            return
-        try:
-            self.owner._serve(self, path, body)
-        except OSError:
-            raise
-        except Exception as exc:  # a failing responder or faults callable shows as a 500, not a hang-up
-            self.send_json(500, _error(f"test server callback failed: {exc!r}", 500))
+        if path not in (CHAT_PATH, COMPLETIONS_PATH):
+            self.send(404, _error(f"no route POST {self.path}", 404))
+        elif not isinstance(body, dict):
+            self.send(400, _error("the request body is not a JSON object", 400))
+        else:
+            try:
+                self.owner._serve(self, path, body)
+            except Exception as exc:  # a failing responder or faults callable shows as a 500, not a hang-up
+                self.send(500, _error(f"test server callback failed: {exc!r}", 500))
 
-    def send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self.send_raw(status, json.dumps(payload).encode(), headers)
-
-    def send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+    def send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
+        """Answer with a JSON object, or with raw bytes labelled as JSON (for malformed answers)."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -277,15 +253,8 @@ def _error(message: str, status: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind}}
 
 
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _content(content: Any) -> str:
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
-
-
-def _words(text: str) -> int:
-    return len(text.split())
+def _words(content: Any) -> int:
+    """Whitespace-separated words in a string, in text content parts, or in a list of prompts."""
+    if isinstance(content, list):  # content parts [{"type": "text", "text": ...}] or a batch of prompts
+        content = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return len(str(content or "").split())

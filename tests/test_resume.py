@@ -1,0 +1,113 @@
+"""Kill an evaluation halfway, resume it: the same RunLog as an uninterrupted run, nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from moa_lab.testing import OpenAITestServer
+from moa_lab.tracking import read_runlog
+
+N = 24
+
+
+def _reply(body: dict) -> str:
+    question = body["messages"][-1]["content"]
+    return "Paris" if body["model"] != "p2" or "7" not in question else "Lyon"
+
+
+def _experiment(folder: Path, base_url: str) -> Path:
+    data = folder / "questions.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "input": f"Question number {i}?", "target": "Paris"}) + "\n" for i in range(N)))
+    exp = folder / "exp.yaml"
+    exp.write_text(
+        f"""name: resume-test
+benchmark: {{kind: jsonl, path: questions.jsonl}}
+topologies:
+  lite: {{preset: moa-lite, proposers: [srv/p1, srv/p2, srv/p3], aggregator: srv/agg, max_tokens: 20}}
+scorer: exact
+endpoints: {{srv: {{kind: openai, base_url: "{base_url}", concurrency: 8}}}}
+cache: calls.sqlite
+concurrency: 3
+output: out
+tracking: {{mlflow: false}}
+"""
+    )
+    return exp
+
+
+def _eval(exp: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "200", "MOA_LAB_CACHE_DIR": str(exp.parent / "cache")}
+    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "eval", str(exp), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _records(exp: Path) -> list[dict]:
+    path = exp.parent / "out" / "resume-test" / "lite.jsonl"
+    return read_runlog(path)[1] if path.exists() else []
+
+
+def _wait_for_records(exp: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if len(_records(exp)) >= n:
+                return
+        except Exception:  # noqa: BLE001 - the file may be mid-write
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the evaluation did not progress")
+
+
+def _comparable(records: list[dict]) -> dict[str, tuple]:
+    return {r["id"]: (r["answer"], r["score"], json.dumps(r["layers"]), r["proposal_scores"]) for r in records}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["interrupt", "kill"])
+def test_killed_evaluation_resumes_to_the_same_runlog(tmp_path: Path, sig: signal.Signals) -> None:
+    with OpenAITestServer(latency=0.15, responder=_reply) as srv:
+        reference_dir = tmp_path / "reference"
+        reference_dir.mkdir()
+        ref = _eval(_experiment(reference_dir, srv.base_url))
+        assert ref.wait(120) == 0, ref.stderr.read()  # type: ignore[union-attr]
+        reference = _comparable(_records(reference_dir / "exp.yaml"))
+        assert len(reference) == N
+        srv.reset()
+
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        exp = _experiment(run_dir, srv.base_url)
+        first = _eval(exp)
+        _wait_for_records(exp, N // 3)
+        first.send_signal(sig)
+        first.wait(60)
+        assert first.returncode != 0
+        partial = _records(exp)
+        assert N // 3 <= len(partial) < N
+
+        with pytest.raises(subprocess.CalledProcessError):  # an existing RunLog is never overwritten silently
+            subprocess.run([sys.executable, "-m", "moa_lab.cli", "eval", str(exp)], check=True, capture_output=True,
+                           env={**os.environ, "MOA_LAB_CACHE_DIR": str(run_dir / "cache")}, timeout=60)
+        second = _eval(exp, "--resume")
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert f"{len(partial)} samples kept" in out
+
+        final = _records(exp)
+        ids = Counter(r["id"] for r in final)
+        assert len(ids) == N and max(ids.values()) == 1  # no sample scored twice
+        assert _comparable(final) == reference
+        bodies = Counter((c.model, json.dumps(c.body["messages"])) for c in srv.calls)
+        repeated = sum(n - 1 for n in bodies.values() if n > 1)
+        if sig == signal.SIGINT:
+            assert repeated == 0  # a graceful stop finishes its calls: none is paid twice
+        else:
+            assert repeated <= 3 * 4  # SIGKILL: at most the calls in flight at the kill are sent again
