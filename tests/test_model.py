@@ -105,3 +105,16 @@ def test_unknown_endpoint_and_missing_key_are_config_errors(tmp_path: Path, monk
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match=r"\$OPENAI_API_KEY, which is not set"):
         models.check("openai/gpt-4o")
+
+
+async def test_a_call_waits_for_calls_in_flight_instead_of_being_refused(tmp_path: Path) -> None:
+    """Each call's worst case is 60% of the cap, its real cost far less: the second waits, then runs."""
+    client = ScriptedClient(latency=0.1, responder=lambda r: "ok")
+    worst = (len("What is two plus two?".encode()) + 4) * 1.0 + 100 * 2.0  # prompt bound + max_tokens, $/M
+    budget = Budget(usd=worst / 1e6 / 0.6)
+    model = _models(client, tmp_path, budget=budget).get("fake/m")
+    first, second = await asyncio.gather(
+        model.call(Q, Sampling(max_tokens=100)), model.call(Q, Sampling(max_tokens=100), sample_index=1)
+    )
+    assert first.error is None and second.error is None and budget.refused == 0
+    assert budget.spent_usd <= budget.max_usd  # type: ignore[operator]

@@ -74,15 +74,15 @@ def show_summary(console: Console, summary: RunSummary) -> None:
 
 def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
     """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency."""
-    table = Table(title="Evaluation (95% bootstrap CI)", title_justify="left")
-    for col in ("run", "n", "quality", "95% CI", "oracle", "chars", "$/query", "p50 s", "p95 s", "failed"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    table = Table(title="Evaluation (quality: mean [95% bootstrap CI])", title_justify="left", box=None, pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    for col in ("n", "quality", "oracle", "chars", "$/query", "p50 s", "fail"):
+        table.add_column(col, justify="right", no_wrap=True)
     for s in summaries:
-        oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else ""
-        table.add_row(
-            s.label, str(s.samples), f"{s.quality.mean:.3f}", f"[{s.quality.low:.3f}, {s.quality.high:.3f}]", oracle,
-            f"{s.answer_chars:.0f}", f"{s.cost_per_query:.6f}", f"{s.latency_p50:.2f}", f"{s.latency_p95:.2f}", str(s.failed),
-        )
+        oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else "-"
+        quality = f"{s.quality.mean:.3f} [{s.quality.low:.3f},{s.quality.high:.3f}]"
+        table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.cost_per_query:.2e}",
+                      f"{s.latency_p50:.2f}", str(s.failed))
     console.print(table)
     for s in summaries:
         if s.resumed:

@@ -79,7 +79,8 @@ class ExperimentSpec(BaseModel):
     budget: BudgetSpec | None = None
     cache: bool | str = True
     concurrency: int = Field(8, ge=1, le=4096)
-    output: str = "runs"
+    output: str | None = None
+    """Where RunLogs go (default: `runs/` in the project root)."""
 
 
 class Experiment:
@@ -141,6 +142,14 @@ class Experiment:
         if isinstance(topo, str) and topo.endswith((".yaml", ".yml")):
             return str(self.path(topo))
         return topo
+
+    def output_dir(self) -> Path:
+        if self.spec.output is not None:
+            return self.path(self.spec.output)
+        for folder in (self.folder, *self.folder.parents):
+            if (folder / "pyproject.toml").is_file() or (folder / "mlruns").is_dir():
+                return folder / "runs"
+        return Path.cwd() / "runs"
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()

@@ -49,7 +49,7 @@ async def run_experiment(
     """Run every sample; each finished query is appended to the RunLog at once."""
     samples = experiment.samples()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = runlog or experiment.path(experiment.spec.output) / f"{experiment.spec.name}-{stamp}.jsonl"
+    path = runlog or experiment.output_dir() / f"{experiment.spec.name}-{stamp}.jsonl"
     summary = RunSummary(path)
     pipeline = Pipeline(experiment.topology, models)
     header = {

@@ -98,7 +98,7 @@ async def run_suite(
     stop: asyncio.Event | None = None,
 ) -> list[EvalSummary]:
     """Evaluate every (topology, group); returns the summaries in order."""
-    out_dir = exp.path(exp.spec.output) / exp.spec.name
+    out_dir = exp.output_dir() / exp.spec.name
     summaries = []
     parent = None
     if tracker is not None:

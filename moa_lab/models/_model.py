@@ -145,7 +145,7 @@ class Model:
             # a replayed answer's length is known before the call and ignores max_tokens
             output_bound = getattr(self.client, "output_bound", None)
             worst_out = output_bound(request) if output_bound else request.sampling.max_tokens
-            reservation = self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
+            reservation = await self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
         spent_usd, spent_tokens = 0.0, 0
         try:
             attempt = 0
@@ -165,7 +165,7 @@ class Model:
                 return completion, attempt
         finally:
             if reservation is not None:
-                self._budget.settle(reservation, spent_usd, spent_tokens)  # type: ignore[union-attr]
+                await self._budget.settle(reservation, spent_usd, spent_tokens)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"Model({self.ref!r})"

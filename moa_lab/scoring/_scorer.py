@@ -96,3 +96,9 @@ def exact() -> Match:
 def choice() -> Match:
     """The choice letter in the answer equals the target letter."""
     return Match("choice", _choice)
+
+
+@register("extractor", "answer")
+def answer_extractor() -> Callable[[str], str]:
+    """The final numeric answer (JSON "answer" field, ####, "answer is", last number), for votes."""
+    return lambda text: extract_number(text) or ""

