@@ -117,12 +117,13 @@ def eval_(
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
     concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
 ) -> None:
     """Evaluate every topology of an experiment on its benchmark; print quality with CIs, cost, latency."""
     from moa_lab.cli._render import show_eval
     from moa_lab.evaluation import project_root, run_suite
 
-    exp = Experiment.load(experiment, concurrency=concurrency)
+    exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None)
     models = exp.model_set(use_cache=False if no_cache else None)
     tracker = None
     tracking = exp.spec.tracking

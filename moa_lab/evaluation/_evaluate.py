@@ -7,6 +7,7 @@ calls finished before the kill come back from the call cache, so nothing is paid
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,9 +83,9 @@ async def score_result(result: QueryResult, scorer: Scorer, models: ModelSet, *,
 
 
 def summarize(label: str, runlog: Path, records: Sequence[Mapping[str, Any]], wall_s: float, resumed: int = 0) -> EvalSummary:
-    """Statistics over RunLog records."""
-    scores = [float(r["score"]) for r in records]
-    oracle = [float(r["oracle"]) for r in records if "oracle" in r]
+    """Statistics over RunLog records (samples a judge could not score are left out of quality)."""
+    scores = [float(r["score"]) for r in records if r.get("score") is not None and not math.isnan(float(r["score"]))]
+    oracle = [float(r["oracle"]) for r in records if "oracle" in r and not math.isnan(float(r["oracle"]))]
     answered = [r for r in records if r.get("answer") is not None]
     costs = [float(r["cost_usd"]) + float(r.get("judge_cost_usd", 0.0)) for r in records]
     latencies = [float(r["latency_s"]) for r in records]
@@ -167,7 +168,10 @@ async def evaluate(
                     on_record(record)
     order = {s.id: i for i, s in enumerate(samples)}
     records.sort(key=lambda r: order.get(r["id"], len(order)))
-    return summarize(label, runlog, records, time.perf_counter() - start, resumed=len(done))
+    summary = summarize(label, runlog, records, time.perf_counter() - start, resumed=len(done))
+    if hasattr(scorer, "summary"):
+        summary.extra.update(scorer.summary(records))
+    return summary
 
 
 def _rewrite_whole(path: Path, header: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:

