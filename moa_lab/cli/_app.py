@@ -131,7 +131,7 @@ def eval_(
         from moa_lab.tracking import MlflowTracker
 
         tracker = MlflowTracker(tracking_uri=tracking_uri or tracking.tracking_uri, experiment=tracking.experiment or exp.spec.name,
-                                project_root=project_root(exp.folder), traces=tracking.traces)
+                                project_root=project_root(exp.folder), traces=tracking.traces is not False)
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn())
 

@@ -53,7 +53,8 @@ class TrackingSpec(BaseModel):
     mlflow: bool = True
     tracking_uri: str | None = None
     experiment: str | None = None
-    traces: bool = True
+    traces: bool | int = True
+    """An MLflow trace per query (`true`), none (`false`), or at most this many per run."""
 
 
 class ExperimentSpec(BaseModel):

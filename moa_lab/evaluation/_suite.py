@@ -120,9 +120,14 @@ async def run_suite(
                         parent_run_id=parent,
                     )
 
+                traced = [0]
+                limit = exp.spec.tracking.traces
+
                 def record_hook(record: dict[str, Any], name: str = name) -> None:
                     if child is not None:
-                        tracker.log_query(record)
+                        trace = limit is True or (limit is not False and traced[0] < int(limit))
+                        traced[0] += trace
+                        tracker.log_query(record, trace=trace)
                     if on_record is not None:
                         on_record(name, record)
 

@@ -91,6 +91,7 @@ class MlflowTracker:
         self.traces = traces
         self.run_id = None
         self._rows: list[dict[str, Any]] = []
+        self._stack: list[tuple[str, list[dict[str, Any]]]] = []
         self._unflushed = 0
         artifact_location = None
         if self.tracking_uri.startswith("sqlite:///"):
@@ -134,8 +135,8 @@ class MlflowTracker:
         """Create a run with flattened, redacted params; returns its id (also in `run_id`)."""
         from mlflow.entities import Param
 
-        if self.run_id is not None:
-            raise RuntimeError(f"MLflow run {self.run_id} is still open: end_run() it first")
+        if self.run_id is not None:  # a nested run: the open one resumes when this one ends
+            self._stack.append((self.run_id, self._rows))
         run_tags = {str(k): str(v)[:MAX_TAG_VALUE] for k, v in redact(dict(tags or {})).items()}
         if parent_run_id is not None:
             run_tags["mlflow.parentRunId"] = parent_run_id
@@ -157,8 +158,9 @@ class MlflowTracker:
         for i in range(0, len(items), METRICS_PER_BATCH):
             self._client.log_batch(run_id, metrics=items[i : i + METRICS_PER_BATCH])
 
-    def log_query(self, record: Mapping[str, Any]) -> None:
-        """Buffer the query's table row and, with `traces`, record its trace (one span per call)."""
+    def log_query(self, record: Mapping[str, Any], *, trace: bool = True) -> None:
+        """Buffer the query's table row and, with `traces` (and `trace`), record its trace (one span
+        per call)."""
         run_id = self._active()
         rec = redact(record)
         row = {k: rec.get(k) for k in ("id", "input", "answer", "target", "score")}
@@ -167,7 +169,7 @@ class MlflowTracker:
                 row[p["agent"]] = p.get("text") if p.get("error") is None else f"[error] {p['error']}"
         row.update({k: rec.get(k) for k in ("cost_usd", "latency_s", "error")})
         self._rows.append(row)
-        if self.traces:
+        if self.traces and trace:
             self._trace(rec, run_id)
             self._unflushed += 1
             if self._unflushed >= TRACES_PER_FLUSH:
@@ -267,6 +269,8 @@ class MlflowTracker:
                 self._client.log_dict(run_id, split, TABLE_FILE)
         self._rows = []
         self._client.set_terminated(run_id, status=status)
+        if self._stack:
+            self.run_id, self._rows = self._stack.pop()
 
     def _active(self) -> str:
         if self.run_id is None:
