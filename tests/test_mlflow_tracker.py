@@ -123,6 +123,7 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     for rec in records:
         tracker.log_query(rec)
     after = time.time()
+    tracker.log_query(query(3), trace=False)  # a table row without a trace
     tracker.log_metrics({"accuracy": 0.5, "cost_usd": 0.0018}, step=3)
     runlog = tmp_path / "runlog.jsonl"
     with RunLogWriter(runlog, {"config": {"backends": {"x": {"api_key": "secret-value"}}}}) as w:
@@ -153,7 +154,7 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     assert table["columns"] == ["id", "input", "answer", "target", "score", *AGENTS, "L2.1 agg(local)",
                                 "cost_usd", "latency_s", "error"]
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
-    assert [r["id"] for r in rows] == ["q0", "q1", "q2"]
+    assert [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
     assert rows[1]["score"] == 0.0 and rows[0]["L1.2 plain(local)"] == "out 1.1" and rows[2]["answer"] == "Paris"
     logged = Path(client.download_artifacts(run_id, "runlog.jsonl", str(tmp_path / "dl"))).read_text()
     assert "secret-value" not in logged and len(logged.splitlines()) == 4
@@ -212,15 +213,25 @@ def test_default_store_under_project_root(tmp_path: Path) -> None:
     assert MlflowTracker(project_root=tmp_path, traces=False).experiment_id == tracker.experiment_id
 
 
-def test_misuse_is_reported(tmp_path: Path) -> None:
+def test_runs_nest_and_misuse_is_reported(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
     tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", traces=False)
     with pytest.raises(RuntimeError, match="start_run"):
         tracker.log_metrics({"a": 1.0})
-    tracker.start_run("r", params={})
-    with pytest.raises(RuntimeError, match="still open"):
-        tracker.start_run("r2", params={})
+    parent = tracker.start_run("study", params={})
+    tracker.log_query(query(0))
+    child = tracker.start_run("trial-0", params={"trial": 0}, parent_run_id=parent)
+    assert tracker.run_id == child
     tracker.end_run()
+    assert tracker.run_id == parent  # the open run resumes with its own buffered rows
+    tracker.end_run()
+    assert tracker.run_id is None
     tracker.end_run()  # a second end is a no-op
+    client = MlflowClient(tracker.tracking_uri)
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == parent
+    assert "queries.json" in {a.path for a in client.list_artifacts(parent)}
+    assert "queries.json" not in {a.path for a in client.list_artifacts(child)}
 
 
 def _free_port() -> int:
@@ -282,6 +293,9 @@ def mlflow_server(pg_database: str, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
+        import mlflow
+
+        mlflow.flush_trace_async_logging()  # while the server can still take pending traces
         proc.terminate()
         try:
             proc.wait(timeout=20)

@@ -24,6 +24,8 @@ class AgentContext:
     layer: int = 0
     sample_index: int = 0
     references: Sequence[Proposal] = field(default_factory=tuple)
+    history: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    """Earlier (user, assistant) exchanges of this conversation (the second turn of MT-Bench)."""
 
     async def call(
         self, model: str, messages: tuple[Message, ...], sampling: Sampling, *, prompt: str | None = None

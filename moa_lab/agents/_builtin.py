@@ -39,7 +39,8 @@ class Prompted:
     async def ask(self, query: str, references: Sequence[str], ctx: AgentContext, kind: str = "synthesize") -> CallRecord:
         if self.format == "chat":
             messages = chat_messages(
-                query, system=self.system, examples=self.examples, references=references, language=self.language, kind=kind
+                query, system=self.system, examples=self.examples, references=references, language=self.language,
+                kind=kind, history=ctx.history,
             )
             return await ctx.call(self.model, messages, self.sampling)
         prompt = completion_prompt(

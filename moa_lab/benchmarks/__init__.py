@@ -1,7 +1,7 @@
 """Benchmarks: loaders that turn datasets into Samples, and built-in task sets for the embedded model."""
 
 from moa_lab.benchmarks._gsm8k import load_gsm8k, load_recorded_responses, recorded_models
-from moa_lab.benchmarks._loaders import from_queries, load_alpaca_eval, load_jsonl
+from moa_lab.benchmarks._loaders import from_queries, load_alpaca_eval, load_jsonl, load_mt_bench, second_turn
 from moa_lab.benchmarks._tasks import TASKS, Task, builtin_task
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "load_alpaca_eval",
     "load_gsm8k",
     "load_jsonl",
+    "load_mt_bench",
     "load_recorded_responses",
     "recorded_models",
+    "second_turn",
 ]

@@ -62,3 +62,39 @@ def from_queries(queries: list[Any]) -> list[Sample]:
         else:
             raise ConfigError(f"queries[{i}]: a query is a string or {{input, target}}")
     return samples
+
+
+def load_mt_bench(path: str | Path, *, references: str | Path | None = None, limit: int | None = None) -> list[Sample]:
+    """First-turn samples of FastChat's MT-Bench `question.jsonl` (ids `<question_id>-t1`).
+
+    Metadata keeps both turns and the category, and, with `references` (FastChat's reference answer
+    file), the reference answers the judge uses for math, reasoning and coding. The second turn is
+    built from a first-turn answer by `second_turn`, so it is asked in the same conversation.
+    """
+    refs: dict[str, list[str]] = {}
+    if references is not None:
+        for line in _open_text(Path(references)).splitlines():
+            if line.strip():
+                row = json.loads(line)
+                refs[str(row["question_id"])] = list(row["choices"][0]["turns"])
+    samples = []
+    for n, line in enumerate(_open_text(Path(path)).splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "turns" not in row or len(row["turns"]) != 2:
+            raise ConfigError(f"{path}:{n}: an MT-Bench question has two turns")
+        qid = str(row["question_id"])
+        meta = {"turns": list(row["turns"]), "category": row.get("category", ""), "turn": 1, "question_id": qid}
+        if qid in refs:
+            meta["reference"] = refs[qid]
+        samples.append(Sample(str(row["turns"][0]), None, f"{qid}-t1", meta))
+        if limit is not None and len(samples) >= limit:
+            break
+    return samples
+
+
+def second_turn(first: Sample, answer: str) -> Sample:
+    """The second-turn sample of an MT-Bench question, with the first exchange as its history."""
+    meta = {**first.metadata, "turn": 2, "answer_1": answer, "history": [[first.input, answer]]}
+    return Sample(str(first.metadata["turns"][1]), None, first.id.replace("-t1", "-t2"), meta)

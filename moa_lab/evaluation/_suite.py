@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moa_lab.benchmarks import builtin_task, load_alpaca_eval, load_jsonl
+from moa_lab.benchmarks import builtin_task, load_alpaca_eval, load_jsonl, load_mt_bench, second_turn
 from moa_lab.core import ConfigError, Sample
 from moa_lab.evaluation._evaluate import EvalSummary, evaluate
 from moa_lab.evaluation._experiment import Experiment
@@ -63,7 +63,13 @@ def groups(exp: Experiment) -> list[Group]:
         return [Group(None, load_alpaca_eval(path, limit=bench.limit), build_scorer(scorer))]
     if bench.kind == "jsonl":
         return [Group(None, load_jsonl(path, limit=bench.limit), build_scorer(scorer))]
-    raise ConfigError(f"{exp.source}: benchmark kind {bench.kind!r} is not supported by `moa-lab eval` yet")
+    if bench.kind == "mt_bench":
+        folder = path if path.is_dir() else path.parent
+        questions = folder / "question.jsonl" if path.is_dir() else path
+        refs = folder / "reference_answer_gpt-4.jsonl"
+        samples = load_mt_bench(questions, references=refs if refs.exists() else None, limit=bench.limit)
+        return [Group("turn1", samples, build_scorer("none" if scorer == "auto" else scorer))]
+    raise ConfigError(f"{exp.source}: benchmark kind {bench.kind!r} is not supported")
 
 
 def dataset_hash(samples: list[Sample]) -> str:
@@ -106,7 +112,7 @@ async def run_suite(
                                    tags={"git_commit": git_commit(exp.folder), "moa_lab.kind": "experiment"})
     try:
         for group in groups(exp):
-            for label, spec in exp.topologies(group.task).items():
+            for label, spec in exp.topologies(None if group.task == "turn1" else group.task).items():
                 name = f"{label}__{group.task}" if group.task else label
                 if on_start is not None:
                     on_start(name, len(group.samples))
@@ -137,6 +143,17 @@ async def run_suite(
                     concurrency=exp.spec.concurrency, on_record=record_hook, stop=stop,
                 )
                 summaries.append(summary)
+                if group.task == "turn1" and not (stop is not None and stop.is_set()):
+                    # MT-Bench: the second question is asked in the conversation of the first answer
+                    from moa_lab.tracking import read_runlog
+
+                    answers = {r["id"]: r["answer"] for r in read_runlog(summary.runlog)[1] if r.get("answer") is not None}
+                    turn2 = [second_turn(smp, answers[smp.id]) for smp in group.samples if smp.id in answers]
+                    summaries.append(await evaluate(
+                        spec, turn2, models, group.scorer, runlog=out_dir / f"{label}__turn2.jsonl", label=f"{label}__turn2",
+                        header={"experiment": exp.spec.name, "task": "turn2"}, resume=resume,
+                        concurrency=exp.spec.concurrency, on_record=record_hook, stop=stop,
+                    ))
                 if child is not None:
                     tracker.log_metrics(summary.metrics())
                     tracker.log_artifact(summary.runlog)

@@ -52,9 +52,10 @@ class Pipeline:
         self, agents: Sequence[Agent], query: str, references: Sequence[Proposal], result: QueryResult, layer: int
     ) -> list[Proposal]:
         ok_refs = tuple(p for p in references if p.ok)
+        history = _history(result.sample)
 
         async def one(agent: Agent) -> Proposal:
-            ctx = AgentContext(self.models, result.calls, agent.label, layer, agent.sample_index, ok_refs)
+            ctx = AgentContext(self.models, result.calls, agent.label, layer, agent.sample_index, ok_refs, history)
             try:
                 return await agent.impl.propose(query, ctx)
             except MoaLabError as exc:
@@ -68,7 +69,7 @@ class Pipeline:
             only = proposals[0]
             return Answer(only.text, only.agent, 0)
         layer = len(self.topology.layers) + 1
-        ctx = AgentContext(self.models, result.calls, agg.label, layer, 0, tuple(proposals))
+        ctx = AgentContext(self.models, result.calls, agg.label, layer, 0, tuple(proposals), _history(result.sample))
         return await agg.impl.aggregate(query, proposals, ctx)
 
     async def stream(self, samples: Iterable[Sample], *, concurrency: int = 16) -> AsyncIterator[QueryResult]:
@@ -128,3 +129,7 @@ def run(spec: TopologySpec, samples: Iterable[Sample], models: ModelSet | None =
             await owned.aclose()
 
     return asyncio.run(main())
+
+
+def _history(sample: Sample) -> tuple[tuple[str, str], ...]:
+    return tuple((str(u), str(a)) for u, a in sample.metadata.get("history", ()))
