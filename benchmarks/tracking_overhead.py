@@ -1,9 +1,9 @@
 """Tracking overhead: the same evaluation with and without MLflow, side by side.
 
-The evaluation is a slice of the quickstart on the embedded model (two built-in tasks, greedy and
-prompt-ensemble with vote, 40 items each), with the call cache off so both runs do the same work.
-MLflow logs params, batched metrics, the per-query table, the RunLog artifact and one trace per
-query (spans = agent calls) to a fresh sqlite store.
+The evaluation is the quickstart evaluation on the embedded model (its four topologies) on two of
+its built-in tasks, 40 items each, with the call cache off so both runs do the same work. MLflow logs
+params, batched metrics, the per-query table, the RunLog artifact and traces (spans = agent calls;
+the first 25 queries of each run, the default) to a fresh sqlite store.
 
     python benchmarks/tracking_overhead.py [--repeats 1]
 """
@@ -23,16 +23,12 @@ from moa_lab import Sampling
 from moa_lab.evaluation import Experiment, run_suite
 from moa_lab.tracking import MlflowTracker
 
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart_eval.yaml"
 EXPERIMENT = {
+    **yaml.safe_load(QUICKSTART.read_text()),
     "name": "tracking-overhead",
-    "benchmark": {"kind": "builtin", "tasks": ["opposites", "capitals"], "items": 40},
-    "topologies": {
-        "greedy": {"preset": "single", "max_tokens": 8},
-        "ensemble-vote": {"preset": "prompt-ensemble", "k": 5, "aggregator": "vote", "max_tokens": 8},
-    },
-    "scorer": "auto",
+    "benchmark": {"kind": "builtin", "tasks": ["opposites", "addition"], "items": 40},
     "cache": False,
-    "concurrency": 8,
 }
 
 
@@ -63,7 +59,7 @@ def main() -> None:
             plain.append(once(Path(tmp), tracked=False))
             tracked.append(once(Path(tmp), tracked=True))
     p, t = min(plain), min(tracked)
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}; 160 queries x 2 topologies (320 runs of a query)")
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}; 2 tasks x 40 items x 4 topologies")
     print(f"{'evaluation':<34}{'wall s':>10}{'ratio':>10}")
     print(f"{'  without tracking':<34}{p:>10.2f}{1.0:>10.3f}")
     print(f"{'  with MLflow (table, traces)':<34}{t:>10.2f}{t / p:>10.3f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -21,7 +22,8 @@ from moa_lab.registry import lookup, names
 from moa_lab.topology import load_topology, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mixture-of-Agents research framework.")
-console = Console()
+# piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 state = {"debug": False}
 
 

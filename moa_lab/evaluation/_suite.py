@@ -108,6 +108,7 @@ async def run_suite(
     summaries = []
     parent = None
     if tracker is not None:
+        tracker = _Background(tracker)
         parent = tracker.start_run(exp.spec.name, params={"experiment": exp.spec.model_dump(mode="json")},
                                    tags={"git_commit": git_commit(exp.folder), "moa_lab.kind": "experiment"})
     try:
@@ -155,6 +156,7 @@ async def run_suite(
                         concurrency=exp.spec.concurrency, on_record=record_hook, stop=stop,
                     ))
                 if child is not None:
+                    await tracker.drain()
                     tracker.log_metrics(summary.metrics())
                     tracker.log_artifact(summary.runlog)
                     tracker.end_run(status="KILLED" if stop is not None and stop.is_set() else "FINISHED")
@@ -164,3 +166,26 @@ async def run_suite(
         if parent is not None:
             tracker.end_run()
     return summaries
+
+
+class _Background:
+    """Runs a tracker's per-query logging on one worker thread, so MLflow never stalls the event
+    loop; `drain` waits for it before a run's metrics and end. Other calls run inline."""
+
+    def __init__(self, tracker: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._tracker = tracker
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="moa-tracking")
+        self._pending: list[Any] = []
+
+    def log_query(self, record: dict[str, Any], *, trace: bool = True) -> None:
+        self._pending.append(self._executor.submit(self._tracker.log_query, record, trace=trace))
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await asyncio.wrap_future(future)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)

@@ -255,7 +255,7 @@ class MlflowTracker:
         import mlflow
 
         run_id, self.run_id = self.run_id, None
-        if self.traces:
+        if self.traces and not self._stack:  # a flush waits for the exporter's batch timer: once, at the outermost run
             mlflow.flush_trace_async_logging()
             self._unflushed = 0
         if self._rows:
