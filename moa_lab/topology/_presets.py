@@ -103,8 +103,8 @@ def moa_lite(
     language: str = "en",
 ) -> TopologySpec:
     """MoA-Lite: one layer of proposers, then the aggregator (2 layers)."""
-    agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens, language=language)
-    return _layered("moa-lite", _models(proposers, n, "local"), 2, agg, temperature, max_tokens)
+    spec = moa(proposers, n, 2, aggregator, temperature, max_tokens, language)
+    return spec.model_copy(update={"name": "moa-lite"})
 
 
 @register("topology", "moa-strong-aggregator")
@@ -117,9 +117,8 @@ def moa_strong_aggregator(
     max_tokens: int = 512,
 ) -> TopologySpec:
     """MoA with a strong final aggregator ("MoA w/ GPT-4o" in the paper)."""
-    agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens)
-    spec = _layered("moa-strong-aggregator", _models(proposers, n, "local"), layers, agg, temperature, max_tokens)
-    return spec
+    spec = moa(proposers, n, layers, aggregator, temperature, max_tokens)
+    return spec.model_copy(update={"name": "moa-strong-aggregator"})
 
 
 @register("topology", "self-moa")
