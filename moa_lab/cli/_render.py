@@ -80,7 +80,7 @@ def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for s in summaries:
         oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else "-"
-        quality = f"{s.quality.mean:.3f} [{s.quality.low:.3f},{s.quality.high:.3f}]"
+        quality = "-" if s.quality.n == 0 else f"{s.quality.mean:.3f} [{s.quality.low:.3f},{s.quality.high:.3f}]"
         table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.cost_per_query:.2e}",
                       f"{s.latency_p50:.2f}", str(s.failed))
     console.print(table)
