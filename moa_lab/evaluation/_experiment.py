@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from moa_lab.benchmarks import from_queries, load_alpaca_eval, load_jsonl
 from moa_lab.core import ConfigError, Sample
 from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, SqliteCache, default_cache_dir
+from moa_lab.registry import lookup
 from moa_lab.topology import TopologySpec, load_topology, read_yaml, validate
 
 
@@ -111,13 +113,7 @@ class Experiment:
             if isinstance(source, str) and source.endswith((".yaml", ".yml")):
                 source = str(self.path(source))
             if task is not None:
-                source = {"preset": source} if isinstance(source, str) and not source.endswith((".yaml", ".yml")) else source
-                if isinstance(source, dict) and "preset" in source and "task" not in source:
-                    from moa_lab.registry import lookup
-                    import inspect
-
-                    if "task" in inspect.signature(lookup("topology", str(source["preset"])).factory).parameters:
-                        source = {**source, "task": task}
+                source = _with_task(source, task)
             out[label] = load_topology(source, where=f"{self.source}: topologies.{label}")  # type: ignore[arg-type]
         return out
 
@@ -202,3 +198,14 @@ class Experiment:
     def width(self) -> int:
         """The widest layer of any topology: the embedded server's slot count."""
         return max(t.width for t in self.topologies().values()) if self.spec.topologies else self.topology.width
+
+
+def _with_task(source: str | dict[str, Any], task: str) -> str | dict[str, Any]:
+    """A preset that takes a `task` argument gets the built-in task it is evaluated on."""
+    if isinstance(source, str) and not source.endswith((".yaml", ".yml")):
+        source = {"preset": source}
+    if isinstance(source, dict) and "preset" in source and "task" not in source:
+        factory = lookup("topology", str(source["preset"])).factory
+        if "task" in inspect.signature(factory).parameters:
+            return {**source, "task": task}
+    return source
