@@ -13,7 +13,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from moa_lab.cli._render import show_query, show_summary
+from moa_lab.cli._render import show_answers, show_query, show_summary
 from moa_lab.core import ConfigError, Sample
 from moa_lab.evaluation import Experiment, run_experiment
 from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
@@ -98,6 +98,7 @@ def run(
                 spent = {"usd": 0.0, "failed": 0, "cached": 0, "calls": 0}
 
                 def tick(result: QueryResult) -> None:
+                    finished.append(result)
                     spent["usd"] += result.cost.usd
                     spent["failed"] += result.error is not None
                     spent["calls"] += len(result.calls)
@@ -107,7 +108,9 @@ def run(
 
                 return await run_experiment(exp, models, runlog=output, on_result=tick)
 
+    finished: list[QueryResult] = []
     summary = asyncio.run(main())
+    show_answers(console, finished)
     show_summary(console, summary)
 
 

@@ -54,6 +54,21 @@ def show_query(console: Console, result: QueryResult) -> None:
     )
 
 
+def show_answers(console: Console, results: list[QueryResult], limit: int = 20) -> None:
+    """The first queries of a run with their answers (and targets, when the queries have them)."""
+    order = sorted(results, key=lambda r: (len(r.sample.id), r.sample.id))[:limit]
+    targets = any(r.sample.target is not None for r in order)
+    table = Table(title=f"Answers (first {len(order)} of {len(results)})", title_justify="left")
+    table.add_column("query")
+    table.add_column("answer")
+    if targets:
+        table.add_column("target")
+    for r in order:
+        answer = _cut(r.answer.text, 50) if r.answer else f"[red]{_cut(r.error or '', 50)}[/]"
+        table.add_row(_cut(r.sample.input, 50), answer, *([r.sample.target or ""] if targets else []))
+    console.print(table)
+
+
 def show_summary(console: Console, summary: RunSummary) -> None:
     table = Table(title="Run", title_justify="left")
     table.add_column("queries", justify="right")
