@@ -26,6 +26,8 @@ class EndpointError(MoaLabError):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.attempts = 1
+        """How many attempts were made before giving up (set by the Model that retried)."""
 
 
 class BudgetExceeded(MoaLabError):

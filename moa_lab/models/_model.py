@@ -119,7 +119,8 @@ class Model:
         except (EndpointError, BudgetExceeded, ReplayMissing) as exc:
             if key is not None:
                 self._resolve(key, exc=exc)
-            return record(None, Cost(), False, getattr(exc, "attempts", 1), _describe(exc))
+            attempts = exc.attempts if isinstance(exc, EndpointError) else int(isinstance(exc, ReplayMissing))
+            return record(None, Cost(), False, attempts, _describe(exc))
         except BaseException as exc:
             if key is not None:
                 self._resolve(key, exc=exc)
@@ -156,7 +157,7 @@ class Model:
                         completion = await self.client.complete(request)
                 except EndpointError as exc:
                     if not exc.retryable or attempt >= self.retry.attempts:
-                        exc.attempts = attempt  # type: ignore[attr-defined]
+                        exc.attempts = attempt
                         raise
                     await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
                     continue
