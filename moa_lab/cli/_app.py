@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from moa_lab.cli._render import show_answers, show_query, show_summary
@@ -85,6 +86,8 @@ def run(
 ) -> None:
     """Run a topology over an experiment's queries and write every trace to a RunLog."""
     exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency)
+    if exp.topology is None:
+        raise ConfigError(f"{experiment}: `moa-lab run` needs a topology (use `moa-lab eval` or `moa-lab search`)")
     models = exp.model_set(use_cache=False if no_cache else None)
     total = len(exp.samples())
     console.print(f"[bold]{exp.spec.name}[/]: {exp.topology.name}, {total} queries, models {', '.join(exp.topology.models()) or '(none)'}")
@@ -224,6 +227,70 @@ def ui(
         cmd += ["--default-artifact-root", default_artifact_location(root)]
     console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
     raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def search(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with a search: section.")],
+    trials: Annotated[Optional[int], typer.Option(help="Trials to finish (default: the file's).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in the study folder).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped study.")] = False,
+) -> None:
+    """Search topologies with Optuna under the study's hard budget; prints each trial and the front."""
+    from moa_lab.search import pareto as front, run_study
+
+    exp = Experiment.load(experiment)
+    models = exp.model_set()
+
+    def show(number: int, spec: Any, values: dict[str, float]) -> None:
+        spent = models.budget.spent_usd if models.budget is not None else 0.0
+        console.print(f"trial {number:>3}: quality {values['quality']:.3f} · ${values['cost_per_query_usd']:.2e}/query · "
+                      f"p50 {values['latency_p50_s']:.2f}s · {_describe(spec)} · study spent ${spent:.4f}")
+
+    async def main() -> Any:
+        async with models:
+            return await run_study(exp, models, trials=trials, storage=storage, resume=resume, on_trial=show)
+
+    study = asyncio.run(main())
+    _show_front(front(study))
+    if models.budget is not None:
+        console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
+
+
+@app.command("pareto")
+def pareto_(
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML the study was run from.")],
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL, if not the default journal.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the best topology YAML.")] = None,
+) -> None:
+    """The study's Pareto front (quality, $ per query, latency); writes the best-quality spec as YAML."""
+    from moa_lab.search import load_study, pareto as front
+
+    exp = Experiment.load(experiment)
+    results = front(load_study(exp, storage))
+    _show_front(results)
+    path = out or exp.output_dir() / exp.spec.name / "best_topology.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(results[0].spec))
+    console.print(f"best-quality topology: {path} (run it with `moa-lab eval`)")
+
+
+def _describe(spec: Any) -> str:
+    layers = " | ".join(",".join(a.args.get("model", "?").split("/")[-1] for a in layer.proposers) for layer in spec.layers)
+    agg = spec.aggregator.agent if spec.aggregator else "-"
+    return escape(f"[{layers}] -> {agg}")
+
+
+def _show_front(results: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Pareto front (quality up, $ and latency down)", title_justify="left", box=None)
+    for col in ("trial", "quality", "$/query", "p50 s", "topology"):
+        table.add_column(col, justify="left" if col == "topology" else "right")
+    for r in results:
+        v = r.values
+        table.add_row(str(r.number), f"{v['quality']:.3f}", f"{v['cost_per_query_usd']:.2e}", f"{v['latency_p50_s']:.2f}", _describe(r.spec))
+    console.print(table)
 
 
 @app.command()

@@ -46,6 +46,8 @@ class CallRecord:
     layer: int = 0
     started: float = 0.0
     """Unix time the call began (for trace spans)."""
+    list_usd: float = 0.0
+    """What the call costs at list price, paid or not (a cache hit pays nothing but keeps this)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class CallRecord:
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,
             "cost_usd": self.cost.usd,
+            "list_cost_usd": self.list_usd,
             "flops": self.cost.flops,
             "latency_s": self.latency_s,
             "cached": self.cached,

@@ -34,7 +34,9 @@ class EvalSummary:
     failed: int
     answer_chars: float
     cost_per_query: float
+    """The topology's $ per query at list price (cache hits counted)."""
     cost_total: float
+    """$ this run paid (cache hits are free)."""
     input_tokens: int
     output_tokens: int
     calls: int
@@ -51,7 +53,7 @@ class EvalSummary:
             "quality": self.quality.mean, "quality_stderr": self.quality.stderr,
             "quality_ci_low": self.quality.low, "quality_ci_high": self.quality.high,
             "samples": self.samples, "failed": self.failed, "answer_chars": self.answer_chars,
-            "cost_per_query_usd": self.cost_per_query, "cost_total_usd": self.cost_total,
+            "cost_per_query_usd": self.cost_per_query, "spent_usd": self.cost_total,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "calls": self.calls, "cached_calls": self.cached_calls,
             "latency_p50_s": self.latency_p50, "latency_p95_s": self.latency_p95, "wall_s": self.wall_s,
@@ -79,6 +81,7 @@ async def score_result(result: QueryResult, scorer: Scorer, models: ModelSet, *,
         record["oracle"] = max(record["proposal_scores"], default=0.0)
     record["judge_calls"] = [c.to_dict() for c in ctx.calls]
     record["judge_cost_usd"] = sum(c.cost.usd for c in ctx.calls)
+    record["judge_list_cost_usd"] = sum(c.list_usd for c in ctx.calls)
     return record
 
 
@@ -87,7 +90,10 @@ def summarize(label: str, runlog: Path, records: Sequence[Mapping[str, Any]], wa
     scores = [float(r["score"]) for r in records if r.get("score") is not None and not math.isnan(float(r["score"]))]
     oracle = [float(r["oracle"]) for r in records if "oracle" in r and not math.isnan(float(r["oracle"]))]
     answered = [r for r in records if r.get("answer") is not None]
-    costs = [float(r["cost_usd"]) + float(r.get("judge_cost_usd", 0.0)) for r in records]
+    # $ per query is the topology's price (list price of every call, cache hits included);
+    # spent is what this run paid (cache hits are free)
+    costs = [float(r.get("list_cost_usd", r["cost_usd"])) + float(r.get("judge_list_cost_usd", 0.0)) for r in records]
+    spent = sum(float(r["cost_usd"]) + float(r.get("judge_cost_usd", 0.0)) for r in records)
     latencies = [float(r["latency_s"]) for r in records]
     calls = [c for r in records for c in r["calls"]]
     return EvalSummary(
@@ -99,7 +105,7 @@ def summarize(label: str, runlog: Path, records: Sequence[Mapping[str, Any]], wa
         failed=len(records) - len(answered),
         answer_chars=sum(len(r["answer"]) for r in answered) / max(1, len(answered)),
         cost_per_query=sum(costs) / max(1, len(records)),
-        cost_total=sum(costs),
+        cost_total=spent,
         input_tokens=sum(int(r["input_tokens"]) for r in records),
         output_tokens=sum(int(r["output_tokens"]) for r in records),
         calls=len(calls),

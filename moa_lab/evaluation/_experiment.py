@@ -79,6 +79,8 @@ class ExperimentSpec(BaseModel):
     benchmark: BenchmarkSpec | None = None
     scorer: str | dict[str, Any] = "auto"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    search: dict[str, Any] | None = None
+    """The search space and study settings for `moa-lab search` (validated by `moa_lab.search`)."""
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
     budget: BudgetSpec | None = None
@@ -95,19 +97,19 @@ class Experiment:
         self.spec = spec
         self.folder = folder
         self.source = source
-        if spec.topology is None and not spec.topologies:
-            raise ConfigError(f"{source}: give a topology (or topologies)")
-        self.topology: TopologySpec = (
+        if spec.topology is None and not spec.topologies and spec.search is None:
+            raise ConfigError(f"{source}: give a topology (or topologies, or a search space)")
+        self.topology: TopologySpec | None = (
             load_topology(self._topology_source(), where=f"{source}: topology")
             if spec.topology is not None
-            else next(iter(self.topologies().values()))
+            else next(iter(self.topologies().values())) if spec.topologies else None
         )
 
     def topologies(self, task: str | None = None) -> dict[str, TopologySpec]:
         """Every topology by label; a preset taking `task` gets the built-in task it runs on."""
         sources = dict(self.spec.topologies or {})
-        if not sources:
-            sources = {"topology": self.spec.topology}  # type: ignore[dict-item]
+        if not sources and self.spec.topology is not None:
+            sources = {"topology": self.spec.topology}
         out = {}
         for label, source in sources.items():
             if isinstance(source, str) and source.endswith((".yaml", ".yml")):
@@ -197,7 +199,9 @@ class Experiment:
 
     def width(self) -> int:
         """The widest layer of any topology: the embedded server's slot count."""
-        return max(t.width for t in self.topologies().values()) if self.spec.topologies else self.topology.width
+        if self.spec.topologies:
+            return max(t.width for t in self.topologies().values())
+        return self.topology.width if self.topology is not None else 4
 
 
 def _with_task(source: str | dict[str, Any], task: str) -> str | dict[str, Any]:

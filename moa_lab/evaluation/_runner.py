@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moa_lab.core import ConfigError
 from moa_lab.evaluation._experiment import Experiment
 from moa_lab.models import ModelSet
 from moa_lab.pipeline import Pipeline, QueryResult
@@ -47,6 +48,8 @@ async def run_experiment(
     on_result: Callable[[QueryResult], None] | None = None,
 ) -> RunSummary:
     """Run every sample; each finished query is appended to the RunLog at once."""
+    if experiment.topology is None:
+        raise ConfigError(f"{experiment.source}: `moa-lab run` needs a topology")
     samples = experiment.samples()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = runlog or experiment.output_dir() / f"{experiment.spec.name}-{stamp}.jsonl"

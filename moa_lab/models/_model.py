@@ -62,8 +62,7 @@ class Model:
         self.price = price
         self.retry = retry
         self._limiter = limiter
-        # a replayed answer is already a lookup: caching it again only costs writes
-        self._cache = cache if getattr(client, "cacheable", True) else None
+        self._cache = cache
         self._budget = budget
         self._overhead = prompt_overhead_tokens
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
@@ -100,6 +99,7 @@ class Model:
                 error=error,
                 layer=layer,
                 started=wall_start,
+                list_usd=self.price.cost(completion.usage).usd if completion else 0.0,
             )
 
         if key is not None:

@@ -38,6 +38,11 @@ class QueryResult:
         return total
 
     @property
+    def list_cost_usd(self) -> float:
+        """What the query's calls cost at list price, cache hits included: the topology's price."""
+        return sum(c.list_usd for c in self.calls)
+
+    @property
     def new_calls(self) -> int:
         """Calls that reached an endpoint (not answered by the cache)."""
         return sum(1 for c in self.calls if not c.cached)
@@ -58,6 +63,7 @@ class QueryResult:
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cost_usd": self.cost.usd,
+            "list_cost_usd": self.list_cost_usd,
             "flops": self.cost.flops,
             "latency_s": self.latency_s,
             "started": self.started,

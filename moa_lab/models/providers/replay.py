@@ -22,8 +22,6 @@ class ReplayClient:
     (`moa_lab.models.estimate_tokens`), since nothing was metered when the text was recorded.
     """
 
-    cacheable = False
-
     def __init__(self, paths: Iterable[str | Path], *, questions: str | Path | None = None) -> None:
         self._outputs: dict[str, dict[str, str]] = {}
         id_to_text = {str(r["id"]): _instruction(r) for r in _rows(Path(questions))} if questions else {}

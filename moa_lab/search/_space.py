@@ -1,0 +1,100 @@
+"""The search space: which topologies a study may try, as data, and the one place that turns it into
+Optuna's define-by-run calls. Conditional parameters are asked only where they apply."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from moa_lab.topology import AgentSpec, LayerSpec, TopologySpec
+
+
+class SearchSpace(BaseModel):
+    """What a study searches over.
+
+    `pool` models may be proposers; `layers` is the range of proposer layers (the aggregator comes
+    on top); each layer uses a subset of the pool of a size within `proposers`; the aggregator is one
+    of `aggregators` (`vote` makes no call; `rank` and `synthesize` use one of `aggregator_models`).
+    With `self_moa`, a study may also pick one pool model sampled k times.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pool: tuple[str, ...] = Field(min_length=1)
+    layers: tuple[int, int] = (1, 1)
+    proposers: tuple[int, int] | None = None
+    """Proposers per layer as [min, max] (default: 1 to the pool size)."""
+    aggregators: tuple[Literal["vote", "rank", "synthesize"], ...] = ("vote",)
+    aggregator_models: tuple[str, ...] = ()
+    temperatures: tuple[float, ...] = (0.7,)
+    max_tokens: tuple[int, ...] = (512,)
+    self_moa_k: tuple[int, int] | None = None
+    extractor: str = "normalized"
+
+    @property
+    def proposer_range(self) -> tuple[int, int]:
+        return self.proposers or (1, len(self.pool))
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        lo, hi = self.layers
+        if not 1 <= lo <= hi <= 4:
+            raise ValueError("layers is [min, max] within 1..4")
+        plo, phi = self.proposer_range
+        if not 1 <= plo <= phi <= len(self.pool):
+            raise ValueError(f"proposers is [min, max] within 1..{len(self.pool)} (the pool size)")
+        if any(a != "vote" for a in self.aggregators) and not self.aggregator_models:
+            raise ValueError("rank and synthesize aggregators need aggregator_models")
+        return self
+
+
+class Trial(Protocol):
+    """The part of optuna.Trial the space uses (so tests can pass optuna's FixedTrial)."""
+
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
+    """Sample one topology from the space."""
+    temperature = _pick(trial, "temperature", space.temperatures)
+    max_tokens = _pick(trial, "max_tokens", space.max_tokens)
+    family = "moa"
+    if space.self_moa_k is not None:
+        family = trial.suggest_categorical("family", ["moa", "self-moa"])
+    if family == "self-moa":
+        model = trial.suggest_categorical("self_moa.model", list(space.pool))
+        k = trial.suggest_int("self_moa.k", *space.self_moa_k)  # type: ignore[misc]
+        layers = [[model] * k]
+    else:
+        n_layers = trial.suggest_int("layers", *space.layers)
+        layers = []
+        lo, hi = space.proposer_range
+        for i in range(n_layers):
+            # a subset as one yes/no per pool model (Optuna needs fixed choices per parameter);
+            # sizes outside [lo, hi] are repaired deterministically, in pool order
+            chosen = [m for m in space.pool if trial.suggest_categorical(f"layer{i}.{m}", [True, False])]
+            rest = [m for m in space.pool if m not in chosen]
+            chosen = (chosen + rest)[: max(lo, min(hi, len(chosen)))]
+            layers.append(sorted(chosen, key=space.pool.index))
+    kind = _pick(trial, "aggregator", space.aggregators)
+    width = len(layers[-1])
+    if width == 1 and len(layers) == 1:
+        aggregator = None
+    elif kind == "vote":
+        aggregator = AgentSpec(agent="vote", extractor=space.extractor)
+    else:
+        model = _pick(trial, "aggregator.model", space.aggregator_models)
+        extra = {"temperature": temperature} if kind == "synthesize" else {}
+        aggregator = AgentSpec(agent=kind, model=model, max_tokens=max_tokens, **extra)
+    specs = tuple(
+        LayerSpec(proposers=tuple(AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens) for m in layer))
+        for layer in layers
+    )
+    return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
+
+
+def _pick(trial: Trial, name: str, choices: tuple[Any, ...]) -> Any:
+    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))

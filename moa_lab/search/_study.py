@@ -1,0 +1,169 @@
+"""Topology search with Optuna: every trial is an evaluation of a sampled topology, all trials share
+the call cache (a call paid for once serves every topology that makes it) and one hard $ budget."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moa_lab.core import ConfigError
+from moa_lab.evaluation import EvalSummary, Experiment, evaluate, groups
+from moa_lab.models import Budget, ModelSet
+from moa_lab.search._space import SearchSpace, suggest
+from moa_lab.topology import TopologySpec, validate
+
+OBJECTIVES = ("quality", "cost_per_query_usd", "latency_p50_s")
+
+
+class SearchConfig(BaseModel):
+    """The `search:` section of an experiment: the space and how to search it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    space: SearchSpace
+    trials: int = Field(30, ge=1)
+    mode: Literal["pareto", "penalty"] = "pareto"
+    """`pareto`: maximise quality, minimise $ per query and latency; `penalty`: maximise
+    quality - cost_penalty x $ per query."""
+    cost_penalty: float = 100.0
+    budget_usd: float | None = Field(None, ge=0)
+    max_cost_per_query: float | None = Field(None, ge=0)
+    """A trial constraint: topologies dearer than this per query are infeasible."""
+    seed: int = 0
+
+
+@dataclass
+class TrialResult:
+    number: int
+    spec: TopologySpec
+    values: dict[str, float]
+
+
+def search_config(exp: Experiment) -> SearchConfig:
+    if exp.spec.search is None:
+        raise ConfigError(f"{exp.source}: `moa-lab search` needs a search: section")
+    return validate(SearchConfig, exp.spec.search, source=exp.source, prefix="search")
+
+
+def study_dir(exp: Experiment) -> Path:
+    return exp.output_dir() / exp.spec.name / "study"
+
+
+def _storage(exp: Experiment, url: str | None) -> Any:
+    import optuna
+
+    if url:
+        return url
+    folder = study_dir(exp)
+    folder.mkdir(parents=True, exist_ok=True)
+    backend = optuna.storages.journal.JournalFileBackend(str(folder / "journal.log"))
+    return optuna.storages.journal.JournalStorage(backend)
+
+
+def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
+    """Params of known baselines, tried first: the dearest pool model alone, every pool model in
+    one layer (MoA-Lite), and the dearest model sampled k times (Self-MoA)."""
+    dearest = max(space.pool, key=lambda m: models.get(m).price.output_per_mtok)
+    base: dict[str, Any] = {"layers": 1} if space.layers[1] > 1 else {}
+    if space.self_moa_k is not None:
+        base["family"] = "moa"
+    single = {**base, **{f"layer0.{m}": m == dearest for m in space.pool}}
+    lite = {**base, **{f"layer0.{m}": True for m in space.pool}}
+    out = [single, lite]
+    if space.self_moa_k is not None:
+        out.append({"family": "self-moa", "self_moa.model": dearest, "self_moa.k": space.self_moa_k[1]})
+    return out
+
+
+async def _evaluate_all(exp: Experiment, spec: TopologySpec, models: ModelSet, folder: Path, label: str) -> list[EvalSummary]:
+    out = []
+    for group in groups(exp):
+        name = f"{label}__{group.task}" if group.task else label
+        out.append(await evaluate(spec, group.samples, models, group.scorer, runlog=folder / f"{name}.jsonl",
+                                  label=name, resume=True, concurrency=exp.spec.concurrency))
+    return out
+
+
+def _values(summaries: list[EvalSummary]) -> dict[str, float]:
+    n = sum(s.samples for s in summaries)
+    return {
+        "quality": sum(s.quality.mean * s.samples for s in summaries) / n,
+        "cost_per_query_usd": sum(s.cost_per_query * s.samples for s in summaries) / n,
+        "latency_p50_s": sum(s.latency_p50 * s.samples for s in summaries) / n,
+        "failed": float(sum(s.failed for s in summaries)),
+    }
+
+
+async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = None, storage: str | None = None,
+                    resume: bool = False, on_trial: Any = None) -> Any:
+    """Run (or, with `resume`, continue) the study; returns the optuna Study.
+
+    Trials are asked and told one at a time on this event loop. The study stops cleanly when the
+    budget cannot pay for a trial's calls: that trial is marked failed, the finished ones stay.
+    """
+    import optuna
+
+    config = search_config(exp)
+    if config.budget_usd is not None and models.budget is None:
+        models.budget = Budget(usd=config.budget_usd)
+    directions = ["maximize", "minimize", "minimize"] if config.mode == "pareto" else ["maximize"]
+    sampler = optuna.samplers.NSGAIISampler(seed=config.seed) if config.mode == "pareto" else optuna.samplers.TPESampler(seed=config.seed)
+    study = optuna.create_study(study_name=exp.spec.name, storage=_storage(exp, storage), directions=directions,
+                                sampler=sampler, load_if_exists=True)
+    if study.trials and not resume:
+        raise ConfigError(f"study {exp.spec.name!r} already has {len(study.trials)} trials: continue it with --resume")
+    if not study.trials:
+        for params in _baselines(config.space, models):
+            study.enqueue_trial(params, skip_if_exists=True)
+    folder = study_dir(exp)
+    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    for _ in range(max(0, (trials or config.trials) - done)):
+        trial = study.ask()
+        spec = suggest(trial, config.space)
+        trial.set_user_attr("spec", spec.model_dump(mode="json"))
+        refused_before = models.budget.refused if models.budget is not None else 0
+        values = _values(await _evaluate_all(exp, spec, models, folder, f"trial-{trial.number}"))
+        for key, value in values.items():
+            trial.set_user_attr(key, value)
+        if models.budget is not None:
+            trial.set_user_attr("study_spent_usd", models.budget.spent_usd)
+            if models.budget.refused > refused_before:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                break
+        if config.max_cost_per_query is not None:
+            trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
+        if config.mode == "penalty":
+            study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
+        else:
+            study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
+        if on_trial is not None:
+            on_trial(trial.number, spec, values)
+    return study
+
+
+def pareto(study: Any) -> list[TrialResult]:
+    """The finished trials on the front (for a single objective: the best), best quality first."""
+    front = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    results = [TrialResult(t.number, validate(TopologySpec, t.user_attrs["spec"]),
+                           {k: t.user_attrs[k] for k in (*OBJECTIVES, "failed")}) for t in front]
+    return sorted(results, key=lambda r: (-r.values["quality"], r.values["cost_per_query_usd"]))
+
+
+def load_study(exp: Experiment, storage: str | None = None) -> Any:
+    import optuna
+
+    return optuna.load_study(study_name=exp.spec.name, storage=_storage(exp, storage))
+
+
+def trial_table(study: Any) -> list[dict[str, Any]]:
+    """Every finished trial: number, state, objectives, spec (as JSON)."""
+    rows = []
+    for t in study.trials:
+        if "quality" in t.user_attrs:
+            rows.append({"number": t.number, "state": t.state.name, **{k: t.user_attrs[k] for k in OBJECTIVES},
+                         "spec": json.dumps(t.user_attrs["spec"])})
+    return rows

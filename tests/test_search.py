@@ -1,0 +1,85 @@
+"""Topology search: the space as define-by-run, a study under a small cap, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from moa_lab import ConfigError
+from moa_lab.evaluation import Experiment
+from moa_lab.models import MemoryCache, Price, PriceTable
+from moa_lab.search import SearchSpace, run_study, suggest
+from moa_lab.testing import ScriptedClient
+
+POOL = ["fake/a", "fake/b", "fake/c", "fake/d"]
+
+
+def test_space_turns_params_into_a_topology() -> None:
+    space = SearchSpace(pool=tuple(POOL), layers=(1, 2), proposers=(2, 3), aggregators=("vote", "rank"),
+                        aggregator_models=("fake/judge",), self_moa_k=(2, 4))
+    params = {"family": "moa", "layers": 2, "aggregator": "rank", "aggregator.model": "fake/judge",
+              **{f"layer0.{m}": True for m in POOL}, **{f"layer1.{m}": m == "fake/b" for m in POOL}}
+    spec = suggest(optuna.trial.FixedTrial(params), space)
+    assert [len(layer.proposers) for layer in spec.layers] == [3, 2]  # 4 chosen -> cut to 3; 1 chosen -> filled to 2
+    assert spec.aggregator is not None and spec.aggregator.agent == "rank"
+    selfmoa = suggest(optuna.trial.FixedTrial({"family": "self-moa", "self_moa.model": "fake/c", "self_moa.k": 3,
+                                               "aggregator": "vote"}), space)
+    assert [a.args["model"] for a in selfmoa.layers[0].proposers] == ["fake/c"] * 3
+
+
+def test_space_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError, match="layers"):
+        SearchSpace(pool=("a",), layers=(0, 5))
+    with pytest.raises(ValueError, match="aggregator_models"):
+        SearchSpace(pool=("a", "b"), aggregators=("rank",))
+
+
+def _experiment(tmp_path: Path, budget: float | None, trials: int = 8) -> Experiment:
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "input": f"question {i}", "target": "yes"}) + "\n" for i in range(10)))
+    body = {
+        "name": "s", "output": str(tmp_path / "out"), "benchmark": {"kind": "jsonl", "path": str(data)},
+        "scorer": "exact", "tracking": {"mlflow": False},
+        "search": {"trials": trials, "budget_usd": budget, "space": {"pool": POOL, "proposers": [1, 3], "aggregators": ["vote"]}},
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return Experiment.load(path)
+
+
+def _models(exp: Experiment, client: ScriptedClient):  # type: ignore[no-untyped-def]
+    models = exp.model_set(use_cache=False)
+    models.cache = MemoryCache()
+    models.prices = PriceTable({m.split("/")[1]: Price(1000.0, 1000.0) for m in POOL})
+    models._clients["fake"] = client  # noqa: SLF001 - a fake endpoint
+    models._given.add("fake")  # noqa: SLF001
+    return models
+
+
+def test_study_under_a_small_cap_stops_and_keeps_finished_trials(tmp_path: Path) -> None:
+    client = ScriptedClient(responder=lambda r: "yes" if r.model in ("a", "c") else "no")
+    exp = _experiment(tmp_path, budget=0.6)
+    models = _models(exp, client)
+    study = asyncio.run(run_study(exp, models))
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.FAIL in states and states[-1] == optuna.trial.TrialState.FAIL
+    assert models.budget is not None and models.budget.spent_usd <= 0.6
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and all({"quality", "cost_per_query_usd", "spec"} <= t.user_attrs.keys() for t in complete)
+    assert len(complete) < 8
+
+
+def test_study_resumes_without_repeating_trials(tmp_path: Path) -> None:
+    client = ScriptedClient(responder=lambda r: "yes")
+    exp = _experiment(tmp_path, budget=None, trials=3)
+    study = asyncio.run(run_study(exp, _models(exp, client)))
+    assert len(study.trials) == 3
+    with pytest.raises(ConfigError, match="--resume"):
+        asyncio.run(run_study(exp, _models(exp, client)))
+    more = asyncio.run(run_study(exp, _models(exp, client), trials=5, resume=True))
+    assert len(more.trials) == 5 and [t.number for t in more.trials] == [0, 1, 2, 3, 4]
