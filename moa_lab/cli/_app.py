@@ -235,12 +235,25 @@ def search(
     trials: Annotated[Optional[int], typer.Option(help="Trials to finish (default: the file's).")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a journal file in the study folder).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped study.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
 ) -> None:
     """Search topologies with Optuna under the study's hard budget; prints each trial and the front."""
-    from moa_lab.search import pareto as front, run_study
+    from moa_lab.search import load_study, open_study, pareto as front, run_study
 
     exp = Experiment.load(experiment)
     models = exp.model_set()
+    if workers > 1:
+        import subprocess
+
+        open_study(exp, models, storage=storage, resume=resume)  # created once, baselines enqueued once
+        cmd = [sys.executable, "-m", "moa_lab.cli", "search", str(experiment), "--resume"]
+        cmd += (["--trials", str(trials)] if trials else []) + (["--storage", storage] if storage else [])
+        procs = [subprocess.Popen(cmd) for _ in range(workers)]
+        codes = [p.wait() for p in procs]
+        _show_front(front(load_study(exp, storage)))
+        if any(codes):
+            raise typer.Exit(max(codes))
+        return
 
     def show(number: int, spec: Any, values: dict[str, float]) -> None:
         spent = models.budget.spent_usd if models.budget is not None else 0.0
@@ -255,6 +268,7 @@ def search(
     _show_front(front(study))
     if models.budget is not None:
         console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
+    console.print(f"dashboard: optuna-dashboard {study_storage_hint(exp, storage)}")
 
 
 @app.command("pareto")
@@ -273,6 +287,12 @@ def pareto_(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_yaml(results[0].spec))
     console.print(f"best-quality topology: {path} (run it with `moa-lab eval`)")
+
+
+def study_storage_hint(exp: Experiment, storage: str | None) -> str:
+    from moa_lab.search._study import study_dir
+
+    return storage or str(study_dir(exp) / "journal.log")
 
 
 def _describe(spec: Any) -> str:

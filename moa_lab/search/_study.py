@@ -3,7 +3,10 @@ the call cache (a call paid for once serves every topology that makes it) and on
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,15 +56,28 @@ def study_dir(exp: Experiment) -> Path:
     return exp.output_dir() / exp.spec.name / "study"
 
 
+HEARTBEAT_S = 2
+
+
 def _storage(exp: Experiment, url: str | None) -> Any:
+    """An RDB storage with heartbeats for a database URL (a killed worker's trial is failed by the
+    others), else a journal file in the study folder (several local workers can share it)."""
     import optuna
 
     if url:
-        return url
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
     folder = study_dir(exp)
     folder.mkdir(parents=True, exist_ok=True)
     backend = optuna.storages.journal.JournalFileBackend(str(folder / "journal.log"))
     return optuna.storages.journal.JournalStorage(backend)
+
+
+def ledger_url(exp: Experiment, storage: str | None) -> str:
+    """Where the study's shared budget lives: the storage's database, or a sqlite file beside the journal."""
+    if storage:
+        return storage
+    study_dir(exp).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{study_dir(exp) / 'budget.sqlite'}"
 
 
 def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
@@ -98,18 +114,11 @@ def _values(summaries: list[EvalSummary]) -> dict[str, float]:
     }
 
 
-async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = None, storage: str | None = None,
-                    resume: bool = False, on_trial: Any = None) -> Any:
-    """Run (or, with `resume`, continue) the study; returns the optuna Study.
-
-    Trials are asked and told one at a time on this event loop. The study stops cleanly when the
-    budget cannot pay for a trial's calls: that trial is marked failed, the finished ones stay.
-    """
+def open_study(exp: Experiment, models: ModelSet, *, storage: str | None = None, resume: bool = False) -> Any:
+    """Create the study (with its baselines enqueued) or, with `resume`, load it."""
     import optuna
 
     config = search_config(exp)
-    if config.budget_usd is not None and models.budget is None:
-        models.budget = Budget(usd=config.budget_usd)
     directions = ["maximize", "minimize", "minimize"] if config.mode == "pareto" else ["maximize"]
     sampler = optuna.samplers.NSGAIISampler(seed=config.seed) if config.mode == "pareto" else optuna.samplers.TPESampler(seed=config.seed)
     study = optuna.create_study(study_name=exp.spec.name, storage=_storage(exp, storage), directions=directions,
@@ -119,30 +128,90 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
     if not study.trials:
         for params in _baselines(config.space, models):
             study.enqueue_trial(params, skip_if_exists=True)
-    folder = study_dir(exp)
-    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
-    for _ in range(max(0, (trials or config.trials) - done)):
-        trial = study.ask()
-        spec = suggest(trial, config.space)
-        trial.set_user_attr("spec", spec.model_dump(mode="json"))
-        refused_before = models.budget.refused if models.budget is not None else 0
-        values = _values(await _evaluate_all(exp, spec, models, folder, f"trial-{trial.number}"))
-        for key, value in values.items():
-            trial.set_user_attr(key, value)
-        if models.budget is not None:
-            trial.set_user_attr("study_spent_usd", models.budget.spent_usd)
-            if models.budget.refused > refused_before:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                break
-        if config.max_cost_per_query is not None:
-            trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
-        if config.mode == "penalty":
-            study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
-        else:
-            study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
-        if on_trial is not None:
-            on_trial(trial.number, spec, values)
     return study
+
+
+async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = None, storage: str | None = None,
+                    resume: bool = False, on_trial: Any = None) -> Any:
+    """Run trials until the study has `trials` complete ones (other workers' included); returns it.
+
+    Trials are asked and told one at a time on this event loop; several processes may run this on
+    one study. The study stops cleanly when its budget cannot pay for a trial's calls: that trial
+    is marked failed, the finished ones stay.
+    """
+    import optuna
+
+    config = search_config(exp)
+    if config.budget_usd is not None and models.budget is None:
+        from moa_lab.search._ledger import LedgerBudget
+
+        models.budget = LedgerBudget(ledger_url(exp, storage), exp.spec.name, config.budget_usd)  # type: ignore[assignment]
+    study = open_study(exp, models, storage=storage, resume=resume)
+    target = config.trials if trials is None else trials
+    folder = study_dir(exp)
+    storage_ = study._storage  # noqa: SLF001 - optuna's heartbeat API lives on the storage
+    heartbeat = getattr(storage_, "get_heartbeat_interval", lambda: None)() is not None
+    state = optuna.trial.TrialState
+    while True:
+        if heartbeat:
+            optuna.storages.fail_stale_trials(study)
+        counts = [t.state for t in study.get_trials(deepcopy=False)]
+        complete, running = counts.count(state.COMPLETE), counts.count(state.RUNNING)
+        if complete >= target or (complete + running >= target and not heartbeat):
+            break
+        if complete + running >= target:  # wait: a running trial may belong to a dead worker
+            await asyncio.sleep(HEARTBEAT_S)
+            continue
+        trial = study.ask()
+        pulse = asyncio.create_task(_beat(study, trial)) if heartbeat else None
+        try:
+            done = await _run_trial(exp, config, models, study, trial, folder, target, on_trial)
+        finally:
+            if pulse is not None:
+                pulse.cancel()
+        if not done:
+            break
+    return study
+
+
+async def _beat(study: Any, trial: Any) -> None:
+    while True:
+        study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - optuna's heartbeat API is on the storage
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, trial: Any, folder: Path,
+                     target: int, on_trial: Any) -> bool:
+    """Evaluate one trial and tell the study; False when the study must stop (budget spent)."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    others = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING)) if t.number != trial.number]
+    if len(others) >= target:  # another worker asked at the same moment: this one is surplus, do no work
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=state.PRUNED)
+        return True
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    spec = suggest(trial, config.space)
+    trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    refused_before = models.budget.refused if models.budget is not None else 0
+    values = _values(await _evaluate_all(exp, spec, models, folder, f"trial-{trial.number}"))
+    for key, value in values.items():
+        trial.set_user_attr(key, value)
+    if models.budget is not None:
+        trial.set_user_attr("study_spent_usd", models.budget.spent_usd)
+        if models.budget.refused > refused_before:
+            study.tell(trial, state=state.FAIL)
+            return False
+    if config.max_cost_per_query is not None:
+        trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
+    if config.mode == "penalty":
+        study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
+    else:
+        study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
+    if on_trial is not None:
+        on_trial(trial.number, spec, values)
+    return True
 
 
 def pareto(study: Any) -> list[TrialResult]:
