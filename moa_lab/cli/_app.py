@@ -260,9 +260,17 @@ def search(
         console.print(f"trial {number:>3}: quality {values['quality']:.3f} · ${values['cost_per_query_usd']:.2e}/query · "
                       f"p50 {values['latency_p50_s']:.2f}s · {_describe(spec)} · study spent ${spent:.4f}")
 
+    tracker = None
+    if exp.spec.tracking.mlflow:
+        from moa_lab.evaluation import project_root
+        from moa_lab.tracking import MlflowTracker
+
+        tracker = MlflowTracker(tracking_uri=exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
+                                project_root=project_root(exp.folder), traces=False)
+
     async def main() -> Any:
         async with models:
-            return await run_study(exp, models, trials=trials, storage=storage, resume=resume, on_trial=show)
+            return await run_study(exp, models, trials=trials, storage=storage, resume=resume, on_trial=show, tracker=tracker)
 
     study = asyncio.run(main())
     _show_front(front(study))
@@ -286,7 +294,11 @@ def pareto_(
     path = out or exp.output_dir() / exp.spec.name / "best_topology.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_yaml(results[0].spec))
-    console.print(f"best-quality topology: {path} (run it with `moa-lab eval`)")
+    from moa_lab.search._study import write_front_plot
+
+    plot = write_front_plot(load_study(exp, storage), path.parent / "pareto.png")
+    console.print(f"best-quality topology: {path} (evaluate it with `topologies: {{best: {path}}}` in an experiment)")
+    console.print(f"plot: {plot}")
 
 
 def study_storage_hint(exp: Experiment, storage: str | None) -> str:

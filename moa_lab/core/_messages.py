@@ -76,3 +76,5 @@ class Completion:
     usage: Usage
     finish_reason: str = "stop"
     usage_estimated: bool = False
+    latency_s: float = 0.0
+    """How long the endpoint took (kept by the cache, so a hit still knows what the call costs in time)."""

@@ -48,6 +48,8 @@ class CallRecord:
     """Unix time the call began (for trace spans)."""
     list_usd: float = 0.0
     """What the call costs at list price, paid or not (a cache hit pays nothing but keeps this)."""
+    list_latency_s: float = 0.0
+    """How long the endpoint took when the call was made (a cache hit keeps the original's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class CallRecord:
             "output_tokens": self.usage.output_tokens,
             "cost_usd": self.cost.usd,
             "list_cost_usd": self.list_usd,
+            "list_latency_s": self.list_latency_s,
             "flops": self.cost.flops,
             "latency_s": self.latency_s,
             "cached": self.cached,

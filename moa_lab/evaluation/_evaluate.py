@@ -43,6 +43,8 @@ class EvalSummary:
     cached_calls: int
     latency_p50: float
     latency_p95: float
+    critical_path_p50: float
+    """p50 of the topology's latency from the calls' original endpoint latencies (cache-independent)."""
     wall_s: float
     resumed: int = 0
     extra: dict[str, float] = field(default_factory=dict)
@@ -56,7 +58,8 @@ class EvalSummary:
             "cost_per_query_usd": self.cost_per_query, "spent_usd": self.cost_total,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "calls": self.calls, "cached_calls": self.cached_calls,
-            "latency_p50_s": self.latency_p50, "latency_p95_s": self.latency_p95, "wall_s": self.wall_s,
+            "latency_p50_s": self.latency_p50, "latency_p95_s": self.latency_p95,
+            "critical_path_p50_s": self.critical_path_p50, "wall_s": self.wall_s,
         }
         if self.oracle is not None:
             out |= {"oracle": self.oracle.mean, "oracle_ci_low": self.oracle.low, "oracle_ci_high": self.oracle.high}
@@ -95,6 +98,7 @@ def summarize(label: str, runlog: Path, records: Sequence[Mapping[str, Any]], wa
     costs = [float(r.get("list_cost_usd", r["cost_usd"])) + float(r.get("judge_list_cost_usd", 0.0)) for r in records]
     spent = sum(float(r["cost_usd"]) + float(r.get("judge_cost_usd", 0.0)) for r in records)
     latencies = [float(r["latency_s"]) for r in records]
+    critical = [float(r.get("critical_path_s", r["latency_s"])) for r in records]
     calls = [c for r in records for c in r["calls"]]
     return EvalSummary(
         label=label,
@@ -112,6 +116,7 @@ def summarize(label: str, runlog: Path, records: Sequence[Mapping[str, Any]], wa
         cached_calls=sum(1 for c in calls if c["cached"]),
         latency_p50=percentile(latencies, 50),
         latency_p95=percentile(latencies, 95),
+        critical_path_p50=percentile(critical, 50),
         wall_s=wall_s,
         resumed=resumed,
     )

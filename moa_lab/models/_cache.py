@@ -42,6 +42,7 @@ def encode(completion: Completion) -> str:
             "output_tokens": completion.usage.output_tokens,
             "finish_reason": completion.finish_reason,
             "usage_estimated": completion.usage_estimated,
+            "latency_s": completion.latency_s,
         }
     )
 
@@ -49,7 +50,7 @@ def encode(completion: Completion) -> str:
 def decode(value: str) -> Completion:
     d = json.loads(value)
     return Completion(
-        d["text"], Usage(d["input_tokens"], d["output_tokens"]), d["finish_reason"], d["usage_estimated"]
+        d["text"], Usage(d["input_tokens"], d["output_tokens"]), d["finish_reason"], d["usage_estimated"], d.get("latency_s", 0.0)
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from moa_lab.core import (
     BudgetExceeded,
@@ -100,6 +100,7 @@ class Model:
                 layer=layer,
                 started=wall_start,
                 list_usd=self.price.cost(completion.usage).usd if completion else 0.0,
+                list_latency_s=completion.latency_s if completion else time.perf_counter() - start,
             )
 
         if key is not None:
@@ -115,7 +116,9 @@ class Model:
             future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
         try:
+            began = time.perf_counter()
             completion, attempts = await self._call_endpoint(request)
+            completion = replace(completion, latency_s=time.perf_counter() - began)
         except (EndpointError, BudgetExceeded, ReplayMissing) as exc:
             if key is not None:
                 self._resolve(key, exc=exc)

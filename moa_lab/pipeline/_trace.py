@@ -43,6 +43,15 @@ class QueryResult:
         return sum(c.list_usd for c in self.calls)
 
     @property
+    def critical_path_s(self) -> float:
+        """The topology's latency for this query: the slowest call of each layer, summed, with each
+        call's original endpoint latency (so a cached run still measures the topology)."""
+        slowest: dict[int, float] = {}
+        for c in self.calls:
+            slowest[c.layer] = max(slowest.get(c.layer, 0.0), c.list_latency_s)
+        return sum(slowest.values())
+
+    @property
     def new_calls(self) -> int:
         """Calls that reached an endpoint (not answered by the cache)."""
         return sum(1 for c in self.calls if not c.cached)
@@ -66,6 +75,7 @@ class QueryResult:
             "list_cost_usd": self.list_cost_usd,
             "flops": self.cost.flops,
             "latency_s": self.latency_s,
+            "critical_path_s": self.critical_path_s,
             "started": self.started,
             "calls": [c.to_dict() for c in self.calls],
         }

@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moa_lab.topology import AgentSpec, LayerSpec, TopologySpec
+from moa_lab.topology import AgentSpec, LayerSpec, TopologySpec, task_aggregator, task_prompt
 
 
 class SearchSpace(BaseModel):
@@ -57,8 +57,9 @@ class Trial(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
-def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
-    """Sample one topology from the space."""
+def suggest(trial: Trial, space: SearchSpace, task: str | None = None) -> TopologySpec:
+    """Sample one topology from the space; with a built-in `task`, proposers and an LLM aggregator
+    use that task's prompt format and worked examples (the same parameters give the same topology)."""
     temperature = _pick(trial, "temperature", space.temperatures)
     max_tokens = _pick(trial, "max_tokens", space.max_tokens)
     family = "moa"
@@ -87,11 +88,17 @@ def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
         aggregator = AgentSpec(agent="vote", extractor=space.extractor)
     else:
         model = _pick(trial, "aggregator.model", space.aggregator_models)
-        extra = {"temperature": temperature} if kind == "synthesize" else {}
-        aggregator = AgentSpec(agent=kind, model=model, max_tokens=max_tokens, **extra)
+        if kind == "synthesize" and task is not None:
+            aggregator = task_aggregator(task, model, max_tokens)
+        else:
+            extra = {"temperature": temperature} if kind == "synthesize" else {}
+            aggregator = AgentSpec(agent=kind, model=model, max_tokens=max_tokens, **extra)
+    prompt = task_prompt(task) if len(layers) == 1 else {}  # later layers see references: chat format
     specs = tuple(
-        LayerSpec(proposers=tuple(AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens) for m in layer))
-        for layer in layers
+        LayerSpec(proposers=tuple(
+            AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens, **(prompt if i == 0 else {}))
+            for m in layer))
+        for i, layer in enumerate(layers)
     )
     return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
 

@@ -95,10 +95,12 @@ def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
     return out
 
 
-async def _evaluate_all(exp: Experiment, spec: TopologySpec, models: ModelSet, folder: Path, label: str) -> list[EvalSummary]:
+async def _evaluate_all(exp: Experiment, config: SearchConfig, trial: Any, models: ModelSet, folder: Path) -> list[EvalSummary]:
     out = []
     for group in groups(exp):
-        name = f"{label}__{group.task}" if group.task else label
+        name = f"trial-{trial.number}__{group.task}" if group.task else f"trial-{trial.number}"
+        builtin = group.task if exp.spec.benchmark is not None and exp.spec.benchmark.kind == "builtin" else None
+        spec = suggest(trial, config.space, task=builtin)
         out.append(await evaluate(spec, group.samples, models, group.scorer, runlog=folder / f"{name}.jsonl",
                                   label=name, resume=True, concurrency=exp.spec.concurrency))
     return out
@@ -109,7 +111,7 @@ def _values(summaries: list[EvalSummary]) -> dict[str, float]:
     return {
         "quality": sum(s.quality.mean * s.samples for s in summaries) / n,
         "cost_per_query_usd": sum(s.cost_per_query * s.samples for s in summaries) / n,
-        "latency_p50_s": sum(s.latency_p50 * s.samples for s in summaries) / n,
+        "latency_p50_s": sum(s.critical_path_p50 * s.samples for s in summaries) / n,
         "failed": float(sum(s.failed for s in summaries)),
     }
 
@@ -132,7 +134,7 @@ def open_study(exp: Experiment, models: ModelSet, *, storage: str | None = None,
 
 
 async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = None, storage: str | None = None,
-                    resume: bool = False, on_trial: Any = None) -> Any:
+                    resume: bool = False, on_trial: Any = None, tracker: Any = None) -> Any:
     """Run trials until the study has `trials` complete ones (other workers' included); returns it.
 
     Trials are asked and told one at a time on this event loop; several processes may run this on
@@ -148,10 +150,40 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
         models.budget = LedgerBudget(ledger_url(exp, storage), exp.spec.name, config.budget_usd)  # type: ignore[assignment]
     study = open_study(exp, models, storage=storage, resume=resume)
     target = config.trials if trials is None else trials
-    folder = study_dir(exp)
     storage_ = study._storage  # noqa: SLF001 - optuna's heartbeat API lives on the storage
     heartbeat = getattr(storage_, "get_heartbeat_interval", lambda: None)() is not None
+    parent = None
+    if tracker is not None:
+        parent = tracker.start_run(f"study {exp.spec.name}", params={"search": exp.spec.search or {}},
+                                   tags={"moa_lab.kind": "study", "study": exp.spec.name, "worker": f"{socket.gethostname()}:{os.getpid()}"})
+
+    def log_trial(number: int, spec: TopologySpec, values: dict[str, float]) -> None:
+        if tracker is not None:
+            tracker.start_run(f"trial-{number}", params={"topology": spec.model_dump(mode="json")},
+                              tags={"study": exp.spec.name, "trial": str(number)}, parent_run_id=parent)
+            tracker.log_metrics(values)
+            tracker.end_run()
+        if on_trial is not None:
+            on_trial(number, spec, values)
+
+    try:
+        await _optimize(exp, config, models, study, target, heartbeat, log_trial)
+    finally:
+        if tracker is not None:
+            front = pareto(study) if any(t.state.name == "COMPLETE" for t in study.trials) else []
+            if front:
+                tracker.log_metrics({"front_size": len(front), "best_quality": front[0].values["quality"]})
+                tracker.log_artifact(write_front_plot(study, study_dir(exp) / "pareto.png"))
+            tracker.end_run()
+    return study
+
+
+async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, target: int, heartbeat: bool,
+                    on_trial: Any) -> None:
+    import optuna
+
     state = optuna.trial.TrialState
+    folder = study_dir(exp)
     while True:
         if heartbeat:
             optuna.storages.fail_stale_trials(study)
@@ -171,7 +203,6 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
                 pulse.cancel()
         if not done:
             break
-    return study
 
 
 async def _beat(study: Any, trial: Any) -> None:
@@ -195,7 +226,7 @@ async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, st
     spec = suggest(trial, config.space)
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     refused_before = models.budget.refused if models.budget is not None else 0
-    values = _values(await _evaluate_all(exp, spec, models, folder, f"trial-{trial.number}"))
+    values = _values(await _evaluate_all(exp, config, trial, models, folder))
     for key, value in values.items():
         trial.set_user_attr(key, value)
     if models.budget is not None:
@@ -236,3 +267,29 @@ def trial_table(study: Any) -> list[dict[str, Any]]:
             rows.append({"number": t.number, "state": t.state.name, **{k: t.user_attrs[k] for k in OBJECTIVES},
                          "spec": json.dumps(t.user_attrs["spec"])})
     return rows
+
+
+def write_front_plot(study: Any, path: Path) -> Path:
+    """Quality against $ per query for every complete trial, the Pareto front highlighted (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in study.trials if t.state.name == "COMPLETE" and "quality" in t.user_attrs]
+    front = {r.number for r in pareto(study)}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for on_front in (False, True):
+        pts = [t for t in done if (t.number in front) == on_front]
+        ax.scatter([t.user_attrs["cost_per_query_usd"] for t in pts], [t.user_attrs["quality"] for t in pts],
+                   s=36 if on_front else 14, c="tab:red" if on_front else "tab:gray", label="Pareto front" if on_front else "trials")
+    ax.set_xscale("symlog", linthresh=1e-6)
+    ax.set_xlabel("$ per query (list price)")
+    ax.set_ylabel("quality")
+    ax.set_title(study.study_name)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

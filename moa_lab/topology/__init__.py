@@ -2,7 +2,7 @@
 
 from moa_lab.topology._builder import Agent, Topology, build_topology, load_topology
 from moa_lab.topology._io import read_yaml, to_yaml, validate
-from moa_lab.topology._presets import PAPER_PROPOSERS, preset
+from moa_lab.topology._presets import PAPER_PROPOSERS, preset, task_aggregator, task_prompt
 from moa_lab.topology._spec import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "build_topology",
     "load_topology",
     "preset",
+    "task_aggregator",
+    "task_prompt",
     "read_yaml",
     "to_yaml",
     "validate",

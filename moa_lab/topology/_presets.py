@@ -53,7 +53,7 @@ def _models(proposers: list[str] | None, n: int, default: str) -> list[str]:
     return list(proposers) if proposers else [default] * n
 
 
-def _task_prompt(task: str | None) -> dict[str, Any]:
+def task_prompt(task: str | None) -> dict[str, Any]:
     """Proposer arguments for a built-in task: its format, instruction and first example set."""
     if task is None:
         return {}
@@ -61,7 +61,7 @@ def _task_prompt(task: str | None) -> dict[str, Any]:
     return {"format": t.format, "system": t.instruction, "examples": [list(e) for e in t.example_sets[0]]}
 
 
-def _task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec:
+def task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec:
     """A synthesize aggregator; for a built-in task, few-shot with `Proposed answers:` examples."""
     if task is None:
         return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens)
@@ -74,7 +74,7 @@ def _task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec
 @register("topology", "single")
 def single(model: str = "local", temperature: float = 0.0, max_tokens: int = 512, task: str | None = None) -> TopologySpec:
     """One model, one call: the baseline every topology is compared with."""
-    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **_task_prompt(task)),))
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **task_prompt(task)),))
     return TopologySpec(name="single", layers=(layer,))
 
 
@@ -132,8 +132,8 @@ def self_moa(
 ) -> TopologySpec:
     """Self-MoA: one model sampled k times, then aggregated by the same model (or `aggregator`:
     a model name, or `vote`)."""
-    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **_task_prompt(task)),) * k)
-    agg = AgentSpec(agent="vote") if aggregator == "vote" else _task_aggregator(task, aggregator or model, max_tokens)
+    layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **task_prompt(task)),) * k)
+    agg = AgentSpec(agent="vote") if aggregator == "vote" else task_aggregator(task, aggregator or model, max_tokens)
     return TopologySpec(name="self-moa", layers=(layer,), aggregator=agg)
 
 
@@ -168,7 +168,7 @@ def prompt_ensemble(
     if aggregator == "vote":
         agg = AgentSpec(agent="vote")
     elif aggregator == "synthesize":
-        agg = _task_aggregator(task, model, max_tokens) if task else AgentSpec(
+        agg = task_aggregator(task, model, max_tokens) if task else AgentSpec(
             agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="chat" if format == "chat" else "qa", system=instruction)
     else:
         raise ConfigError(f"prompt-ensemble: aggregator must be 'vote' or 'synthesize', not {aggregator!r}")
