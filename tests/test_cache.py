@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
+
+import pytest
 
 from moa_lab.core import Completion, Message, Request, Sampling, Usage
 from moa_lab.models import SqliteCache, call_key
@@ -37,3 +40,19 @@ def test_key_covers_model_messages_sampling_and_sample_index() -> None:
     assert base != call_key("e/m", Request("m", (Message("user", "hi!"),), Sampling(temperature=0.7)), 0)
     assert base != call_key("e/m", Request("m", (Message("user", "hi"),), Sampling(temperature=0.8)), 0)
     assert base != call_key("e/m", Request("m", (), Sampling(temperature=0.7), prompt="hi"), 0)
+
+
+def test_redis_cache_is_shared_between_clients() -> None:
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis is not reachable on 127.0.0.1:6379 ({exc})")
+    from moa_lab.models import RedisCache
+
+    prefix = f"moa-lab-test-{os.getpid()}:"
+    writer, reader = RedisCache("redis://127.0.0.1:6379/0", prefix=prefix), RedisCache("redis://127.0.0.1:6379/0", prefix=prefix)
+    assert reader.get("k") is None
+    writer.put("k", Completion("hello", Usage(3, 1), latency_s=0.25))
+    assert reader.get("k") == Completion("hello", Usage(3, 1), latency_s=0.25)
+    redis.Redis(host="127.0.0.1").delete(prefix + "k")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moa_lab.benchmarks import from_queries, load_alpaca_eval, load_jsonl
 from moa_lab.core import ConfigError, Sample
-from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, SqliteCache, default_cache_dir
+from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
 from moa_lab.registry import lookup
 from moa_lab.topology import TopologySpec, load_topology, read_yaml, validate
 
@@ -85,6 +85,7 @@ class ExperimentSpec(BaseModel):
     prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
     budget: BudgetSpec | None = None
     cache: bool | str = True
+    """`true` (the user's sqlite cache), `false`, `memory`, a sqlite path, or `redis://host:port/db`."""
     concurrency: int = Field(8, ge=1, le=4096)
     output: str | None = None
     """Where RunLogs go (default: `runs/` in the project root)."""
@@ -190,6 +191,8 @@ class Experiment:
         cache = None
         if cache_setting is True:
             cache = SqliteCache(cache_dir / "calls.sqlite")
+        elif isinstance(cache_setting, str) and cache_setting.startswith("redis://"):
+            cache = RedisCache(cache_setting)
         elif isinstance(cache_setting, str):
             cache = SqliteCache(self.path(cache_setting)) if cache_setting != "memory" else MemoryCache()
         budget = Budget(self.spec.budget.usd, self.spec.budget.tokens) if self.spec.budget else None

@@ -1,7 +1,7 @@
 """Models: one `Model` wrapper (cache, budget, concurrency, retry, cost) over narrow providers."""
 
 from moa_lab.models._budget import Budget, Reservation
-from moa_lab.models._cache import CallCache, MemoryCache, SqliteCache, call_key
+from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCache, call_key
 from moa_lab.models._client import ModelClient
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
@@ -17,6 +17,7 @@ __all__ = [
     "ModelClient",
     "ModelSet",
     "Price",
+    "RedisCache",
     "PriceTable",
     "Reservation",
     "RetryPolicy",

@@ -101,3 +101,23 @@ class MemoryCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class RedisCache:
+    """A call cache on a Redis server, shared by search workers on several machines
+    (`cache: redis://host:6379/0` in an experiment). Needs the `redis` package."""
+
+    def __init__(self, url: str, *, prefix: str = "moa-lab:call:") -> None:
+        try:
+            import redis
+        except ImportError:
+            raise ImportError("the Redis call cache needs the redis package: pip install 'moa-lab[redis]'") from None
+        self._db = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    def get(self, key: str) -> Completion | None:
+        value = self._db.get(self._prefix + key)
+        return decode(value.decode()) if value is not None else None
+
+    def put(self, key: str, completion: Completion) -> None:
+        self._db.set(self._prefix + key, encode(completion))
