@@ -15,6 +15,7 @@ from moa_lab.evaluation import Experiment
 from moa_lab.models import MemoryCache, Price, PriceTable
 from moa_lab.search import SearchSpace, run_study, suggest
 from moa_lab.testing import ScriptedClient
+from moa_lab.tracking import read_runlog
 
 POOL = ["fake/a", "fake/b", "fake/c", "fake/d"]
 
@@ -83,3 +84,19 @@ def test_study_resumes_without_repeating_trials(tmp_path: Path) -> None:
         asyncio.run(run_study(exp, _models(exp, client)))
     more = asyncio.run(run_study(exp, _models(exp, client), trials=5, resume=True))
     assert len(more.trials) == 5 and [t.number for t in more.trials] == [0, 1, 2, 3, 4]
+
+
+def test_staged_fidelity_runs_the_full_set_only_for_promising_trials(tmp_path: Path) -> None:
+    client = ScriptedClient(responder=lambda r: "yes" if r.model in ("a", "c") else "no")
+    exp = _experiment(tmp_path, budget=None, trials=8)
+    body = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    body["search"] |= {"subsample": 3, "promote": 0.75}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(body))
+    exp = Experiment.load(tmp_path / "exp.yaml")
+    study = asyncio.run(run_study(exp, _models(exp, client)))
+    fidelity = [t.user_attrs["fidelity"] for t in study.trials]
+    assert "subsample" in fidelity and "full" in fidelity
+    for t in study.trials:
+        _, records = read_runlog(tmp_path / "out" / "s" / "study" / f"trial-{t.number}.jsonl")
+        assert len(records) == (10 if t.user_attrs["fidelity"] == "full" else 3)
+        assert len({r["id"] for r in records}) == len(records)  # the first stage is not redone

@@ -283,22 +283,48 @@ def search(
 def pareto_(
     experiment: Annotated[Path, typer.Argument(help="The experiment YAML the study was run from.")],
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL, if not the default journal.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the best topology YAML.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the best topology, its experiment and the plot.")] = None,
+    match_quality: Annotated[Optional[float], typer.Option(help="Also report the cheapest trial with at least this quality.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Also report the best trial at or under this $ per query.")] = None,
 ) -> None:
-    """The study's Pareto front (quality, $ per query, latency); writes the best-quality spec as YAML."""
+    """The study's Pareto front (quality, $ per query, latency), its plot, and the best-quality spec
+    written as a topology YAML and as an experiment that `moa-lab eval` runs as is."""
     from moa_lab.search import load_study, pareto as front
-
-    exp = Experiment.load(experiment)
-    results = front(load_study(exp, storage))
-    _show_front(results)
-    path = out or exp.output_dir() / exp.spec.name / "best_topology.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_yaml(results[0].spec))
     from moa_lab.search._study import write_front_plot
 
-    plot = write_front_plot(load_study(exp, storage), path.parent / "pareto.png")
-    console.print(f"best-quality topology: {path} (evaluate it with `topologies: {{best: {path}}}` in an experiment)")
-    console.print(f"plot: {plot}")
+    exp = Experiment.load(experiment)
+    study = load_study(exp, storage)
+    results = front(study)
+    if not results:
+        raise ConfigError(f"study {exp.spec.name!r} has no trial evaluated on the full set yet")
+    _show_front(results)
+    if match_quality is not None:
+        ok = [r for r in results if r.values["quality"] >= match_quality]
+        best = min(ok, key=lambda r: r.values["cost_per_query_usd"]) if ok else None
+        console.print(f"cheapest with quality >= {match_quality}: " + (f"trial {best.number}, {best.values['quality']:.3f} at "
+                      f"${best.values['cost_per_query_usd']:.2e}/query, {_describe(best.spec)}" if best else "none on the front"))
+    if max_cost is not None:
+        ok = [r for r in results if r.values["cost_per_query_usd"] <= max_cost]
+        best = max(ok, key=lambda r: r.values["quality"]) if ok else None
+        console.print(f"most accurate at <= ${max_cost:.2e}/query: " + (f"trial {best.number}, {best.values['quality']:.3f} at "
+                      f"${best.values['cost_per_query_usd']:.2e}/query, {_describe(best.spec)}" if best else "none on the front"))
+    folder = out or exp.output_dir() / exp.spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "best_topology.yaml").write_text(to_yaml(results[0].spec))
+    body = exp.spec.model_dump(mode="json", exclude_none=True, exclude={"search", "topology", "topologies", "output"})
+    body["name"] = f"{exp.spec.name}-best"
+    body["topologies"] = {"best": results[0].spec.model_dump(mode="json")}
+    for endpoint in body.get("endpoints", {}).values():  # make the data paths absolute: the file lives elsewhere
+        endpoint["paths"] = [str(exp.path(p)) for p in endpoint.get("paths", [])]
+        if endpoint.get("questions"):
+            endpoint["questions"] = str(exp.path(endpoint["questions"]))
+    if body.get("benchmark", {}).get("path"):
+        body["benchmark"]["path"] = str(exp.path(body["benchmark"]["path"]))
+    (folder / "best_experiment.yaml").write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
+    plot = write_front_plot(study, folder / "pareto.png")
+    console.print(f"best-quality topology: {folder / 'best_topology.yaml'}")
+    console.print(f"evaluate it as is:     moa-lab eval {folder / 'best_experiment.yaml'}")
+    console.print(f"plot:                  {plot}")
 
 
 def study_storage_hint(exp: Experiment, storage: str | None) -> str:

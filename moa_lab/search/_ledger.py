@@ -24,7 +24,10 @@ class LedgerBudget:
         self.refused = 0
         self._sa = sa
         self._study = study
-        self._engine = sa.create_engine(url, future=True)
+        sqlite = url.startswith("sqlite")
+        self._engine = sa.create_engine(url, connect_args={"timeout": 60} if sqlite else {})
+        if sqlite:  # WAL: workers read while one writes; NORMAL: no fsync per tiny update
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         with self._engine.begin() as db:
             db.execute(sa.text(
                 "CREATE TABLE IF NOT EXISTS moa_budget (study VARCHAR(255) PRIMARY KEY, cap FLOAT NOT NULL, "
@@ -66,3 +69,10 @@ class LedgerBudget:
                            {"r": reservation.usd, "x": usd, "s": self._study})
 
         await asyncio.to_thread(write)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -37,6 +37,10 @@ class SearchConfig(BaseModel):
     max_cost_per_query: float | None = Field(None, ge=0)
     """A trial constraint: topologies dearer than this per query are infeasible."""
     seed: int = 0
+    subsample: int | None = Field(None, ge=1)
+    """Staged fidelity: every trial first runs on this many samples per group; only trials whose
+    quality reaches the `promote` quantile of earlier trials' first-stage quality run on all."""
+    promote: float = Field(0.5, ge=0, le=1)
 
 
 @dataclass
@@ -95,15 +99,28 @@ def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
     return out
 
 
-async def _evaluate_all(exp: Experiment, config: SearchConfig, trial: Any, models: ModelSet, folder: Path) -> list[EvalSummary]:
+async def _evaluate_all(exp: Experiment, config: SearchConfig, trial: Any, models: ModelSet, folder: Path,
+                        limit: int | None = None) -> list[EvalSummary]:
+    """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
+    call with a larger limit resumes the same RunLogs, so the first stage is never paid twice."""
     out = []
     for group in groups(exp):
         name = f"trial-{trial.number}__{group.task}" if group.task else f"trial-{trial.number}"
         builtin = group.task if exp.spec.benchmark is not None and exp.spec.benchmark.kind == "builtin" else None
         spec = suggest(trial, config.space, task=builtin)
-        out.append(await evaluate(spec, group.samples, models, group.scorer, runlog=folder / f"{name}.jsonl",
+        samples = group.samples[:limit] if limit else group.samples
+        out.append(await evaluate(spec, samples, models, group.scorer, runlog=folder / f"{name}.jsonl",
                                   label=name, resume=True, concurrency=exp.spec.concurrency))
     return out
+
+
+def _promoted(study: Any, config: SearchConfig, quality: float, number: int) -> bool:
+    """Whether a first-stage quality reaches the `promote` quantile of the earlier trials' first stage."""
+    earlier = sorted(t.user_attrs["stage1_quality"] for t in study.get_trials(deepcopy=False)
+                     if "stage1_quality" in t.user_attrs and t.number != number)
+    if not earlier:
+        return True
+    return quality >= earlier[min(len(earlier) - 1, int(config.promote * len(earlier)))]
 
 
 def _values(summaries: list[EvalSummary]) -> dict[str, float]:
@@ -226,7 +243,15 @@ async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, st
     spec = suggest(trial, config.space)
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     refused_before = models.budget.refused if models.budget is not None else 0
-    values = _values(await _evaluate_all(exp, config, trial, models, folder))
+    if config.subsample:
+        first = _values(await _evaluate_all(exp, config, trial, models, folder, limit=config.subsample))
+        trial.set_user_attr("stage1_quality", first["quality"])
+        full = _promoted(study, config, first["quality"], trial.number)
+        values = _values(await _evaluate_all(exp, config, trial, models, folder)) if full else first
+        trial.set_user_attr("fidelity", "full" if full else "subsample")
+    else:
+        values = _values(await _evaluate_all(exp, config, trial, models, folder))
+        trial.set_user_attr("fidelity", "full")
     for key, value in values.items():
         trial.set_user_attr(key, value)
     if models.budget is not None:
@@ -246,8 +271,17 @@ async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, st
 
 
 def pareto(study: Any) -> list[TrialResult]:
-    """The finished trials on the front (for a single objective: the best), best quality first."""
-    front = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    """The front of the trials evaluated on the full set (for a single objective: the best),
+    best quality first. Trials stopped at the first fidelity stage are left out."""
+    import optuna
+
+    full = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("fidelity", "full") == "full"]
+    if len(study.directions) > 1:
+        front = [t for t in full if not any(_dominates(o, t, study.directions) for o in full)]
+    else:
+        sign = 1 if study.direction.name == "MAXIMIZE" else -1
+        front = [max(full, key=lambda t: sign * t.value)] if full else []
     results = [TrialResult(t.number, validate(TopologySpec, t.user_attrs["spec"]),
                            {k: t.user_attrs[k] for k in (*OBJECTIVES, "failed")}) for t in front]
     return sorted(results, key=lambda r: (-r.values["quality"], r.values["cost_per_query_usd"]))
@@ -293,3 +327,9 @@ def write_front_plot(study: Any, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _dominates(a: Any, b: Any, directions: Any) -> bool:
+    signs = [1 if d.name == "MAXIMIZE" else -1 for d in directions]
+    better_or_equal = all(s * x >= s * y for s, x, y in zip(signs, a.values, b.values))
+    return better_or_equal and any(s * x > s * y for s, x, y in zip(signs, a.values, b.values))
