@@ -76,7 +76,13 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
             time.sleep(0.1)
         workers[0].send_signal(signal.SIGKILL)  # mid-trial: its trial stays RUNNING until its heartbeat goes stale
         for w in workers[1:]:
-            out, err = w.communicate(timeout=300)
+            try:
+                out, err = w.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                out, err = w.communicate()
+                states = [(t.number, t.state.name, t.user_attrs.get("worker")) for t in study.get_trials()]
+                raise AssertionError(f"worker hung; trials: {states}; stderr: {err[-1500:]}") from None
             assert w.returncode == 0, err[-2000:]
         trials = study.get_trials()
         complete = [t for t in trials if t.state.name == "COMPLETE"]

@@ -212,6 +212,8 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
             await asyncio.sleep(HEARTBEAT_S)
             continue
         trial = study.ask()
+        if heartbeat:  # beat at once: a trial with no heartbeat yet is never found stale
+            study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
         pulse = asyncio.create_task(_beat(study, trial)) if heartbeat else None
         try:
             done = await _run_trial(exp, config, models, study, trial, folder, target, on_trial)
