@@ -266,7 +266,7 @@ def search(
         from moa_lab.tracking import MlflowTracker
 
         tracker = MlflowTracker(tracking_uri=exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
-                                project_root=project_root(exp.folder), traces=False)
+                                project_root=project_root(exp.folder), traces=True)
 
     async def main() -> Any:
         async with models:

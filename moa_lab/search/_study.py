@@ -18,6 +18,7 @@ from moa_lab.evaluation import EvalSummary, Experiment, evaluate, groups
 from moa_lab.models import Budget, ModelSet
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.topology import TopologySpec, validate
+from moa_lab.tracking import read_runlog
 
 OBJECTIVES = ("quality", "cost_per_query_usd", "latency_p50_s")
 
@@ -61,6 +62,7 @@ def study_dir(exp: Experiment) -> Path:
 
 
 HEARTBEAT_S = 2
+TRACES_PER_TRIAL = 5
 
 
 def _storage(exp: Experiment, url: str | None) -> Any:
@@ -179,6 +181,9 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
             tracker.start_run(f"trial-{number}", params={"topology": spec.model_dump(mode="json")},
                               tags={"study": exp.spec.name, "trial": str(number)}, parent_run_id=parent)
             tracker.log_metrics(values)
+            for runlog in sorted(study_dir(exp).glob(f"trial-{number}*.jsonl")):
+                for i, record in enumerate(read_runlog(runlog)[1]):  # every query in the table, a few traced
+                    tracker.log_query(record, trace=i < TRACES_PER_TRIAL)
             tracker.end_run()
         if on_trial is not None:
             on_trial(number, spec, values)
