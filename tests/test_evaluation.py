@@ -35,8 +35,7 @@ def test_builtin_tasks_scores_oracle_and_intervals(tmp_path: Path) -> None:
         "topologies": {"vote": {"preset": "prompt-ensemble", "model": "fake/m", "k": 5, "aggregator": "vote"}},
     })
     models = exp.model_set(use_cache=False)
-    models._clients["fake"] = ScriptedClient(responder=answer)  # noqa: SLF001 - a fake endpoint for this test
-    models._given.add("fake")  # noqa: SLF001
+    models.add_client("fake", ScriptedClient(responder=answer))
     [summary] = asyncio.run(run_suite(exp, models))
     assert summary.samples == 20
     assert summary.quality.mean == 0.0  # four wrong votes beat the one right proposer
@@ -53,8 +52,7 @@ def test_mt_bench_second_turn_is_asked_in_the_same_conversation(data_dir: Path, 
         "topologies": {"one": {"preset": "single", "model": "fake/m"}},
     })
     models = exp.model_set(use_cache=False)
-    models._clients["fake"] = client  # noqa: SLF001
-    models._given.add("fake")  # noqa: SLF001
+    models.add_client("fake", client)
     turn1, turn2 = asyncio.run(run_suite(exp, models))
     assert turn1.samples == 3 and turn2.samples == 3 and math.isnan(turn1.quality.mean)
     second = [r for r in client.requests if len(r.messages) == 3]

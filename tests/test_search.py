@@ -57,8 +57,7 @@ def _models(exp: Experiment, client: ScriptedClient):  # type: ignore[no-untyped
     models = exp.model_set(use_cache=False)
     models.cache = MemoryCache()
     models.prices = PriceTable({m.split("/")[1]: Price(1000.0, 1000.0) for m in POOL})
-    models._clients["fake"] = client  # noqa: SLF001 - a fake endpoint
-    models._given.add("fake")  # noqa: SLF001
+    models.add_client("fake", client)
     return models
 
 

@@ -59,6 +59,12 @@ class ModelSet:
         self._limiters: dict[str, asyncio.Semaphore] = {}
         self._models: dict[str, Model] = {}
 
+    def add_client(self, endpoint: str, client: ModelClient) -> None:
+        """Serve `<endpoint>/<model>` from a ready client (a test fake, a custom provider)."""
+        self._clients[endpoint] = client
+        self._given.add(endpoint)
+        self._models = {ref: m for ref, m in self._models.items() if not ref.startswith(f"{endpoint}/")}
+
     def get(self, ref: str) -> Model:
         """The Model for `<endpoint>/<model>` (a bare endpoint name means its default model)."""
         model = self._models.get(ref)
