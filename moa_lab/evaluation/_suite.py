@@ -105,12 +105,13 @@ async def run_suite(
 ) -> list[EvalSummary]:
     """Evaluate every (topology, group); returns the summaries in order."""
     out_dir = exp.output_dir() / exp.spec.name
+    commit = git_commit(exp.folder)
     summaries = []
     parent = None
     if tracker is not None:
         tracker = _Background(tracker)
         parent = tracker.start_run(exp.spec.name, params={"experiment": exp.spec.model_dump(mode="json")},
-                                   tags={"git_commit": git_commit(exp.folder), "moa_lab.kind": "experiment"})
+                                   tags={"git_commit": commit, "moa_lab.kind": "experiment"})
     try:
         for group in groups(exp):
             for label, spec in exp.topologies(None if group.task == "turn1" else group.task).items():
@@ -123,7 +124,7 @@ async def run_suite(
                         name,
                         params={"topology": spec.model_dump(mode="json"), "scorer": group.scorer.name, "task": group.task or "",
                                 "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}},
-                        tags={"git_commit": git_commit(exp.folder), "dataset_hash": dataset_hash(group.samples), "topology": label},
+                        tags={"git_commit": commit, "dataset_hash": dataset_hash(group.samples), "topology": label},
                         parent_run_id=parent,
                     )
 

@@ -24,18 +24,12 @@ class QueryResult:
     @property
     def usage(self) -> Usage:
         """Tokens of the calls made for this query (cache hits included)."""
-        total = Usage()
-        for call in self.calls:
-            total = total + call.usage
-        return total
+        return sum((c.usage for c in self.calls), Usage())
 
     @property
     def cost(self) -> Cost:
         """Money actually spent: cache hits cost nothing."""
-        total = Cost()
-        for call in self.calls:
-            total = total + call.cost
-        return total
+        return sum((c.cost for c in self.calls), Cost())
 
     @property
     def list_cost_usd(self) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from moa_lab.core import ConfigError
-from moa_lab.evaluation import EvalSummary, Experiment, evaluate, groups
+from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate, groups
 from moa_lab.models import Budget, ModelSet
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.topology import TopologySpec, validate
@@ -102,11 +102,11 @@ def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
 
 
 async def _evaluate_all(exp: Experiment, config: SearchConfig, trial: Any, models: ModelSet, folder: Path,
-                        limit: int | None = None) -> list[EvalSummary]:
+                        benchmark: list[Group], limit: int | None = None) -> list[EvalSummary]:
     """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
     call with a larger limit resumes the same RunLogs, so the first stage is never paid twice."""
     out = []
-    for group in groups(exp):
+    for group in benchmark:
         name = f"trial-{trial.number}__{group.task}" if group.task else f"trial-{trial.number}"
         builtin = group.task if exp.spec.benchmark is not None and exp.spec.benchmark.kind == "builtin" else None
         spec = suggest(trial, config.space, task=builtin)
@@ -206,6 +206,7 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
 
     state = optuna.trial.TrialState
     folder = study_dir(exp)
+    benchmark = groups(exp)  # loaded once for every trial of this worker
     while True:
         if heartbeat:
             optuna.storages.fail_stale_trials(study)
@@ -221,7 +222,7 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
             study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
         pulse = asyncio.create_task(_beat(study, trial)) if heartbeat else None
         try:
-            done = await _run_trial(exp, config, models, study, trial, folder, target, on_trial)
+            done = await _run_trial(exp, config, models, study, trial, folder, benchmark, target, on_trial)
         finally:
             if pulse is not None:
                 pulse.cancel()
@@ -236,7 +237,7 @@ async def _beat(study: Any, trial: Any) -> None:
 
 
 async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, trial: Any, folder: Path,
-                     target: int, on_trial: Any) -> bool:
+                     benchmark: list[Group], target: int, on_trial: Any) -> bool:
     """Evaluate one trial and tell the study; False when the study must stop (budget spent)."""
     import optuna
 
@@ -251,13 +252,13 @@ async def _run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, st
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     refused_before = models.budget.refused if models.budget is not None else 0
     if config.subsample:
-        first = _values(await _evaluate_all(exp, config, trial, models, folder, limit=config.subsample))
+        first = _values(await _evaluate_all(exp, config, trial, models, folder, benchmark, limit=config.subsample))
         trial.set_user_attr("stage1_quality", first["quality"])
         full = _promoted(study, config, first["quality"], trial.number)
-        values = _values(await _evaluate_all(exp, config, trial, models, folder)) if full else first
+        values = _values(await _evaluate_all(exp, config, trial, models, folder, benchmark)) if full else first
         trial.set_user_attr("fidelity", "full" if full else "subsample")
     else:
-        values = _values(await _evaluate_all(exp, config, trial, models, folder))
+        values = _values(await _evaluate_all(exp, config, trial, models, folder, benchmark))
         trial.set_user_attr("fidelity", "full")
     for key, value in values.items():
         trial.set_user_attr(key, value)
