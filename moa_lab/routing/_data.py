@@ -1,0 +1,195 @@
+"""Training data for routers: each query × proposer with its score, extracted answer and $ cost."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moa_lab.benchmarks import load_gsm8k, load_recorded_responses
+from moa_lab.core import ConfigError, Message, Usage
+from moa_lab.models import PriceTable, estimate_prompt_tokens, estimate_tokens
+from moa_lab.registry import build
+from moa_lab.tracking import read_runlog
+
+
+@dataclass
+class RoutingData:
+    """A (queries × proposers) table. Missing cells (a proposer that was not called) are NaN in
+    `scores` and `cost`, and -1 in `answers` (the id of the extracted answer within its query, which
+    is how an offline vote is replayed)."""
+
+    ids: list[str]
+    queries: list[str]
+    proposers: list[dict[str, Any]]
+    names: list[str]
+    scores: np.ndarray
+    answers: np.ndarray
+    cost: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        q, m = len(self.ids), len(self.proposers)
+        for name in ("scores", "answers", "cost"):
+            if getattr(self, name).shape != (q, m):
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected ({q}, {m})")
+
+    @property
+    def success(self) -> np.ndarray:
+        """1.0 where a proposer's answer scored at least 0.5, 0.0 below, NaN where not called."""
+        return np.where(np.isnan(self.scores), np.nan, (self.scores >= 0.5).astype(float))
+
+    def rows(self, index: Sequence[int] | np.ndarray) -> RoutingData:
+        index = np.asarray(index, int)
+        return RoutingData(
+            [self.ids[i] for i in index], [self.queries[i] for i in index], self.proposers, self.names,
+            self.scores[index], self.answers[index], self.cost[index], self.source,
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 of everything a router learns from: ids, queries, pool, scores, answers and costs."""
+        h = hashlib.sha256()
+        for text in (*self.ids, *self.queries, *(repr(sorted(p.items())) for p in self.proposers)):
+            h.update(text.encode())
+            h.update(b"\0")
+        for array in (self.scores, self.answers, self.cost):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+
+    def split(self, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train rows, test rows): a seeded split by query, the same for every method evaluated."""
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"test fraction must be between 0 and 1, not {test_fraction}")
+        order = np.random.default_rng(seed).permutation(len(self.ids))
+        n_test = max(1, round(len(order) * test_fraction))
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def from_recorded(
+    folder: str | Path,
+    *,
+    endpoint: str = "replay",
+    scorer: str = "numeric",
+    extractor: str = "answer",
+    prices: PriceTable | None = None,
+    models: Sequence[str] | None = None,
+) -> RoutingData:
+    """A recorded dataset in the GSM8K layout (`questions.jsonl.gz` with id/question/answer and
+    `responses/<model>.jsonl.gz` with id/output), scored with a registered pure scorer and priced
+    like the replay endpoint prices it: prompt tokens estimated from the question, output tokens
+    from the recorded answer, at list price. Proposer i is `{agent: plain, model: <endpoint>/<model>}`."""
+    samples = load_gsm8k(folder)
+    replies = load_recorded_responses(folder, list(models) if models else None)
+    match = _pure_scorer(scorer)
+    extract = build("extractor", extractor, where="extractor")
+    prices = prices or PriceTable.default()
+    names = list(replies)
+    q, m = len(samples), len(names)
+    scores = np.full((q, m), np.nan)
+    cost = np.full((q, m), np.nan)
+    texts: list[list[str | None]] = [[None] * m for _ in range(q)]
+    for j, name in enumerate(names):
+        price = prices.get(f"{endpoint}/{name}")
+        for i, sample in enumerate(samples):
+            output = replies[name].get(sample.id)
+            if output is None:
+                continue
+            scores[i, j] = 1.0 if match(output, str(sample.target)) else 0.0
+            prompt = estimate_prompt_tokens((Message("user", sample.input),))
+            cost[i, j] = price.cost(Usage(prompt, estimate_tokens(output))).usd
+            texts[i][j] = output
+    proposers = [{"agent": "plain", "model": f"{endpoint}/{name}"} for name in names]
+    return RoutingData(
+        [s.id for s in samples], [s.input for s in samples], proposers, names,
+        scores, _answer_ids(texts, extract), cost, f"recorded:{Path(folder)}",
+    )
+
+
+def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") -> RoutingData:
+    """Evaluation RunLogs of topologies with the same layer-1 pool (written with proposal scores):
+    each layer-1 proposal's score, extracted answer, and the list $ of that proposer's calls."""
+    extract = build("extractor", extractor, where="extractor")
+    pool: list[dict[str, Any]] | None = None
+    rows: dict[str, dict[str, Any]] = {}
+    sources = []
+    for path in paths:
+        header, records = read_runlog(path)
+        sources.append(str(path))
+        layers = header.get("topology", {}).get("layers") or []
+        if not layers:
+            raise ConfigError(f"{path}: the RunLog header names no topology layers")
+        this_pool = [dict(p) for p in layers[0]["proposers"]]
+        if pool is None:
+            pool = this_pool
+        elif this_pool != pool:
+            raise ConfigError(f"{path}: its layer-1 proposers differ from {sources[0]}'s; train on one pool at a time")
+        for record in records:
+            if "proposal_scores" not in record:
+                raise ConfigError(f"{path}: record {record.get('id')!r} has no proposal_scores (evaluate with a pure scorer)")
+            row = rows.setdefault(str(record["id"]), {"query": record["input"], "cells": {}})
+            selected = record.get("selected") or list(range(len(pool)))
+            spend = _layer1_cost(record)
+            for position, proposal, score in zip(selected, record["layers"][0], record["proposal_scores"]):
+                if proposal.get("error"):
+                    score = 0.0
+                row["cells"][position] = (float(score), proposal.get("text") or "", spend.get(proposal["agent"], 0.0))
+    if pool is None:
+        raise ConfigError("no RunLogs given")
+    ids = list(rows)
+    q, m = len(ids), len(pool)
+    scores, cost = np.full((q, m), np.nan), np.full((q, m), np.nan)
+    texts: list[list[str | None]] = [[None] * m for _ in range(q)]
+    for i, key in enumerate(ids):
+        for j, (score, text, usd) in rows[key]["cells"].items():
+            scores[i, j], cost[i, j], texts[i][j] = score, usd, text
+    names = [_short_name(p, j) for j, p in enumerate(pool)]
+    return RoutingData(ids, [rows[k]["query"] for k in ids], pool, names, scores, _answer_ids(texts, extract), cost,
+                       "runlogs:" + ",".join(sources))
+
+
+def load_routing_data(source: str | Path, **kwargs: Any) -> RoutingData:
+    """A recorded-dataset folder or a RunLog file (`.jsonl`), whichever `source` is."""
+    path = Path(source)
+    if path.is_dir():
+        return from_recorded(path, **{k: v for k, v in kwargs.items() if k in ("endpoint", "scorer", "extractor", "prices", "models")})
+    if path.is_file():
+        return from_runlogs([path], **{k: v for k, v in kwargs.items() if k == "extractor"})
+    raise ConfigError(f"routing data not found: {path} (give a recorded-dataset folder or a RunLog .jsonl)")
+
+
+def _pure_scorer(name: str) -> Callable[[str, str], bool]:
+    built = build("scorer", name, where="scorer")
+    match = getattr(built, "match", None)
+    if match is None:
+        raise ConfigError(f"scorer {name!r} calls models; recorded-data training needs a pure scorer (numeric, exact, choice)")
+    return match
+
+
+def _answer_ids(texts: list[list[str | None]], extract: Callable[[str], str]) -> np.ndarray:
+    """Per query, equal extracted answers share an id; nothing extracted (or no answer) is -1."""
+    out = np.full((len(texts), len(texts[0]) if texts else 0), -1, dtype=np.int32)
+    for i, row in enumerate(texts):
+        seen: dict[str, int] = {}
+        for j, text in enumerate(row):
+            key = extract(text) if text else ""
+            if key:
+                out[i, j] = seen.setdefault(key, len(seen))
+    return out
+
+
+def _layer1_cost(record: dict[str, Any]) -> dict[str, float]:
+    spend: dict[str, float] = {}
+    for call in record.get("calls", []):
+        if call.get("layer") == 1:
+            spend[call["agent"]] = spend.get(call["agent"], 0.0) + float(call.get("list_cost_usd", call.get("cost_usd", 0.0)))
+    return spend
+
+
+def _short_name(spec: dict[str, Any], j: int) -> str:
+    extras = ",".join(f"{k}={v}" for k, v in spec.items() if k not in ("agent", "model"))
+    model = str(spec.get("model", "")).rsplit("/", 1)[-1]
+    return f"{j + 1}:{spec.get('agent', 'plain')}({model}{',' + extras if extras else ''})"

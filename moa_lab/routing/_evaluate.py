@@ -1,0 +1,177 @@
+"""Held-out evaluation of a router against static baselines, all replayed on the same test queries.
+
+Every method is a set of points (accuracy, $ per query, calls per query); a method with a knob (the
+router's λ, a k) is a curve. A curve's area is its mean accuracy over log10($ per query) between the
+cheapest single proposer and calling every proposer, reading the curve as "the best accuracy reachable
+at this price or less" (0 below its cheapest point), so areas compare like for like.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from moa_lab.core import ConfigError
+from moa_lab.routing._data import RoutingData
+from moa_lab.routing._vote import vote_routed, vote_static
+from moa_lab.selection import Router
+
+LAMBDAS = (0.0, *np.round(np.logspace(0, 5, 26), 3).tolist())
+"""λ values swept for the router's curve: the quality points one dollar is worth."""
+
+STATIC_MAX_SIZE = 5
+"""Static subsets searched on the training split: every subset of up to this many proposers."""
+
+
+@dataclass
+class Point:
+    """One configuration measured on the test split."""
+
+    method: str
+    label: str
+    accuracy: float
+    usd: float
+    calls: float
+
+
+@dataclass
+class RouterEval:
+    """Every method's points on the test split, their curve areas and the targets' verdicts."""
+
+    test_queries: int
+    train_queries: int
+    points: list[Point]
+    area: dict[str, float]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def curve(self, method: str) -> list[Point]:
+        return sorted((p for p in self.points if p.method == method), key=lambda p: p.usd)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(p.method for p in self.points))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test_queries": self.test_queries, "train_queries": self.train_queries,
+                "points": [asdict(p) for p in self.points], "area": self.area, "summary": self.summary}
+
+
+def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.ndarray, test: np.ndarray, *,
+                    lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0) -> RouterEval:
+    """Replay the router and every baseline on `test` rows (the router must be trained on `train`)."""
+    if router.aggregator != "vote":
+        raise ConfigError(
+            f"offline evaluation replays votes over recorded answers; a {router.aggregator!r} aggregator needs "
+            "model calls: evaluate it live with `moa-lab eval` and `selector: {kind: learned, path: ...}`"
+        )
+    order = router.align(data.proposers)
+    tr, te = data.rows(train), data.rows(test)
+    y_tr, y_te = tr.success, te.success
+    accuracy = np.nanmean(y_tr, axis=0)
+    mean_cost = np.nanmean(tr.cost, axis=0)
+    by_accuracy = [int(j) for j in np.argsort(-accuracy, kind="stable")]
+    m = len(data.proposers)
+    points: list[Point] = []
+
+    def static(method: str, label: str, subset: Sequence[int]) -> Point:
+        subset = sorted(subset, key=lambda j: -accuracy[j])
+        point = Point(method, label, float(vote_static(te.answers, y_te, subset).mean()),
+                      float(np.nansum(te.cost[:, subset], axis=1).mean()), float(len(subset)))
+        points.append(point)
+        return point
+
+    # the router: one point per λ
+    p = router.success(x[test])[:, order]
+    usd = router.cost(np.array([len(q) for q in te.queries]))[:, order]
+    for lam in lambdas:
+        subsets = [router.choose(p[i], usd[i], lam=lam, k=k) for i in range(len(test))]
+        points.append(Point("router", f"λ={lam:g}", float(vote_routed(te.answers, y_te, subsets).mean()),
+                            float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
+                            float(np.mean([len(s) for s in subsets]))))
+    best_single = static("best-single", data.names[by_accuracy[0]], by_accuracy[:1])
+    static("cheapest", data.names[int(np.argmin(mean_cost))], [int(np.argmin(mean_cost))])
+    static("all", f"vote of all {m}", list(range(m)))
+    for size in range(1, m + 1):
+        static("top-k", f"k={size}", by_accuracy[:size])
+    rng = np.random.default_rng(seed)
+    for size in range(1, m + 1):
+        subsets = [list(rng.choice(m, size, replace=False)) for _ in range(len(test))]
+        points.append(Point("random-k", f"k={size}", float(vote_routed(te.answers, y_te, subsets).mean()),
+                            float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])), float(size)))
+    for subset in _static_front(tr, accuracy, by_accuracy):
+        static("static-best", "+".join(data.names[j] for j in subset), subset)
+    oracle = _oracle(te)
+    points.append(oracle)
+
+    lo = float(np.nanmean(te.cost, axis=0).min())
+    hi = float(np.nansum(te.cost, axis=1).mean())
+    methods = list(dict.fromkeys(pt.method for pt in points))
+    area = {meth: _area([pt for pt in points if pt.method == meth], lo, hi) for meth in methods}
+    result = RouterEval(len(test), len(train), points, area)
+    result.summary = _targets(result, best_single, oracle)
+    return result
+
+
+def _static_front(tr: RoutingData, accuracy: np.ndarray, by_accuracy: list[int]) -> list[list[int]]:
+    """The cost-accuracy Pareto front, on the training split, of every subset of up to
+    STATIC_MAX_SIZE proposers and of the k most accurate for every k: the best static choices."""
+    m = len(tr.proposers)
+    y = tr.success
+    cost = np.nanmean(tr.cost, axis=0)
+    subsets = [list(c) for size in range(1, min(STATIC_MAX_SIZE, m) + 1) for c in itertools.combinations(range(m), size)]
+    subsets += [by_accuracy[:size] for size in range(STATIC_MAX_SIZE + 1, m + 1)]
+    scored = []
+    for subset in subsets:
+        ordered = sorted(subset, key=lambda j: -accuracy[j])
+        scored.append((float(cost[ordered].sum()), -float(vote_static(tr.answers, y, ordered).mean()), ordered))
+    front, best = [], -1.0
+    for usd, neg_acc, subset in sorted(scored, key=lambda s: (s[0], s[1])):
+        if -neg_acc > best:
+            front.append(subset)
+            best = -neg_acc
+    return front
+
+
+def _oracle(te: RoutingData) -> Point:
+    """Per query, the cheapest proposer that answers right (the cheapest one when none does)."""
+    y = np.nan_to_num(te.success)
+    cost = np.where(np.isnan(te.cost), np.inf, te.cost)
+    right_cost = np.where(y > 0, cost, np.inf)
+    any_right = y.max(axis=1) > 0
+    spend = np.where(any_right, right_cost.min(axis=1), cost.min(axis=1))
+    return Point("oracle", "cheapest correct proposer", float(any_right.mean()), float(spend.mean()), 1.0)
+
+
+def _area(points: list[Point], lo: float, hi: float, steps: int = 512) -> float:
+    """Mean over log10($) in [lo, hi] of the best accuracy at that price or less."""
+    if not points or hi <= lo:
+        return float("nan")
+    grid = np.logspace(math.log10(lo), math.log10(hi), steps)
+    usd = np.array([p.usd for p in points])
+    acc = np.array([p.accuracy for p in points])
+    best = np.array([acc[usd <= g * (1 + 1e-9)].max(initial=0.0) for g in grid])
+    return float(best.mean())
+
+
+def _targets(result: RouterEval, best_single: Point, oracle: Point) -> dict[str, Any]:
+    router = result.curve("router")
+    matching = [p for p in router if p.accuracy >= best_single.accuracy]
+    cheapest_match = min(matching, key=lambda p: p.usd) if matching else None
+    affordable = [p for p in router if p.usd <= best_single.usd]
+    best_affordable = max(affordable, key=lambda p: p.accuracy) if affordable else None
+    gap = oracle.accuracy - best_single.accuracy
+    return {
+        "best_single": asdict(best_single),
+        "oracle": asdict(oracle),
+        "router_matches_best_single_at_usd": cheapest_match.usd if cheapest_match else None,
+        "router_cost_ratio_at_best_single_accuracy": (cheapest_match.usd / best_single.usd) if cheapest_match else None,
+        "router_best_accuracy_within_best_single_cost": best_affordable.accuracy if best_affordable else None,
+        "gap_recovered": ((best_affordable.accuracy - best_single.accuracy) / gap) if best_affordable and gap > 0 else None,
+        "area_router": result.area.get("router"),
+        "area_static_best": result.area.get("static-best"),
+    }
