@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query, show_summary
 from moa_lab.core import ConfigError, Sample
 from moa_lab.evaluation import Experiment, run_experiment
@@ -23,6 +24,7 @@ from moa_lab.registry import lookup, names
 from moa_lab.topology import load_topology, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mixture-of-Agents research framework.")
+app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 state = {"debug": False}

@@ -1,0 +1,35 @@
+"""Routing: learn which proposers each query should call, from recorded outcomes.
+
+    moa-lab router train ../shared/data/gsm8k --aggregator vote --out runs/router
+    moa-lab router eval runs/router ../shared/data/gsm8k
+
+Training data comes from recorded datasets (`from_recorded`) or evaluation RunLogs (`from_runlogs`);
+`train` writes an artifact folder that `selector: {kind: learned, path: ...}` loads in any topology.
+"""
+
+from moa_lab import scoring as _scoring  # noqa: F401  (registers the scorers and the "answer" extractor)
+from moa_lab.routing._data import RoutingData, from_recorded, from_runlogs, load_routing_data
+from moa_lab.routing._evaluate import LAMBDAS, Point, RouterEval, evaluate_router
+from moa_lab.routing._train import KINDS, TrainConfig, train_router
+from moa_lab.routing._vote import vote_routed, vote_static
+from moa_lab.routing._workflow import embed_data, evaluate, plot_curves, train
+
+__all__ = [
+    "KINDS",
+    "LAMBDAS",
+    "Point",
+    "RouterEval",
+    "RoutingData",
+    "TrainConfig",
+    "embed_data",
+    "evaluate",
+    "evaluate_router",
+    "from_recorded",
+    "from_runlogs",
+    "load_routing_data",
+    "plot_curves",
+    "train",
+    "train_router",
+    "vote_routed",
+    "vote_static",
+]

@@ -86,13 +86,15 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
         return point
 
     # the router: one point per λ
-    p = router.success(x[test])[:, order]
     usd = router.cost(np.array([len(q) for q in te.queries]))[:, order]
-    for lam in lambdas:
-        subsets = [router.choose(p[i], usd[i], lam=lam, k=k) for i in range(len(test))]
-        points.append(Point("router", f"λ={lam:g}", float(vote_routed(te.answers, y_te, subsets).mean()),
-                            float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
-                            float(np.mean([len(s) for s in subsets]))))
+    # the router, then the same rule fed the true outcomes: how far better predictions could take it
+    predicted = router.success(x[test])[:, order]
+    for method, p in (("router", predicted), ("router-true-p", np.nan_to_num(y_te, nan=0.0))):
+        for lam in lambdas:
+            subsets = [router.choose(p[i], usd[i], lam=lam, k=k) for i in range(len(test))]
+            points.append(Point(method, f"λ={lam:g}", float(vote_routed(te.answers, y_te, subsets).mean()),
+                                float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
+                                float(np.mean([len(s) for s in subsets]))))
     best_single = static("best-single", data.names[by_accuracy[0]], by_accuracy[:1])
     static("cheapest", data.names[int(np.argmin(mean_cost))], [int(np.argmin(mean_cost))])
     static("all", f"vote of all {m}", list(range(m)))
@@ -114,7 +116,22 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     area = {meth: _area([pt for pt in points if pt.method == meth], lo, hi) for meth in methods}
     result = RouterEval(len(test), len(train), points, area)
     result.summary = _targets(result, best_single, oracle)
+    result.summary["held_out_auc"] = {data.names[j]: _auc(predicted[:, j], y_te[:, j]) for j in range(m)}
     return result
+
+
+def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
+    """Area under the ROC curve (rank statistic); None when the test rows hold one class only."""
+    known = ~np.isnan(y)
+    score, y = score[known], y[known] > 0
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return None
+    ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable") + 1.0
+    for value in np.unique(score):  # ties share their mean rank
+        tied = score == value
+        ranks[tied] = ranks[tied].mean()
+    return round(float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg)), 4)
 
 
 def _static_front(tr: RoutingData, accuracy: np.ndarray, by_accuracy: list[int]) -> list[list[int]]:
