@@ -11,7 +11,7 @@ from moa_lab import scoring as _scoring  # noqa: F401  (registers the scorers an
 from moa_lab.routing._data import RoutingData, from_recorded, from_runlogs, load_routing_data
 from moa_lab.routing._evaluate import LAMBDAS, Point, RouterEval, evaluate_router
 from moa_lab.routing._train import KINDS, TrainConfig, train_router
-from moa_lab.routing._vote import vote_routed, vote_static
+from moa_lab.selection import vote_routed, vote_static
 from moa_lab.routing._workflow import embed_data, evaluate, plot_curves, train
 
 __all__ = [

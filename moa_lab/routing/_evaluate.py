@@ -8,7 +8,6 @@ at this price or less" (0 below its cheapest point), so areas compare like for l
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,14 +17,11 @@ import numpy as np
 
 from moa_lab.core import ConfigError
 from moa_lab.routing._data import RoutingData
-from moa_lab.routing._vote import vote_routed, vote_static
-from moa_lab.selection import Router
+from moa_lab.routing._subsets import front, measured_subsets
+from moa_lab.selection import Router, vote_routed, vote_static
 
 LAMBDAS = (0.0, *np.round(np.logspace(0, 5, 26), 3).tolist())
 """λ values swept for the router's curve: the quality points one dollar is worth."""
-
-STATIC_MAX_SIZE = 5
-"""Static subsets searched on the training split: every subset of up to this many proposers."""
 
 
 @dataclass
@@ -86,12 +82,15 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
         return point
 
     # the router: one point per λ
-    usd = router.cost(np.array([len(q) for q in te.queries]))[:, order]
+    usd = router.cost(np.array([len(q) for q in te.queries]))
     # the router, then the same rule fed the true outcomes: how far better predictions could take it
-    predicted = router.success(x[test])[:, order]
-    for method, p in (("router", predicted), ("router-true-p", np.nan_to_num(y_te, nan=0.0))):
+    position = np.argsort(order)  # router index -> data column
+    predicted = router.success(x[test])
+    predicted_cols = predicted[:, order]
+    true_p = np.nan_to_num(y_te, nan=0.0)[:, position]
+    for method, p, xs in (("router", predicted, x[test]), ("router-true-p", true_p, [None] * len(test))):
         for lam in lambdas:
-            subsets = [router.choose(p[i], usd[i], lam=lam, k=k) for i in range(len(test))]
+            subsets = [[int(position[j]) for j in router.choose(p[i], usd[i], lam=lam, k=k, x=xs[i])] for i in range(len(test))]
             points.append(Point(method, f"λ={lam:g}", float(vote_routed(te.answers, y_te, subsets).mean()),
                                 float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
                                 float(np.mean([len(s) for s in subsets]))))
@@ -105,7 +104,7 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
         subsets = [list(rng.choice(m, size, replace=False)) for _ in range(len(test))]
         points.append(Point("random-k", f"k={size}", float(vote_routed(te.answers, y_te, subsets).mean()),
                             float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])), float(size)))
-    for subset in _static_front(tr, accuracy, by_accuracy):
+    for subset in front(measured_subsets(tr)):
         static("static-best", "+".join(data.names[j] for j in subset), subset)
     oracle = _oracle(te)
     points.append(oracle)
@@ -116,7 +115,7 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     area = {meth: _area([pt for pt in points if pt.method == meth], lo, hi) for meth in methods}
     result = RouterEval(len(test), len(train), points, area)
     result.summary = _targets(result, best_single, oracle)
-    result.summary["held_out_auc"] = {data.names[j]: _auc(predicted[:, j], y_te[:, j]) for j in range(m)}
+    result.summary["held_out_auc"] = {data.names[j]: _auc(predicted_cols[:, j], y_te[:, j]) for j in range(m)}
     return result
 
 
@@ -132,26 +131,6 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
         tied = score == value
         ranks[tied] = ranks[tied].mean()
     return round(float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg)), 4)
-
-
-def _static_front(tr: RoutingData, accuracy: np.ndarray, by_accuracy: list[int]) -> list[list[int]]:
-    """The cost-accuracy Pareto front, on the training split, of every subset of up to
-    STATIC_MAX_SIZE proposers and of the k most accurate for every k: the best static choices."""
-    m = len(tr.proposers)
-    y = tr.success
-    cost = np.nanmean(tr.cost, axis=0)
-    subsets = [list(c) for size in range(1, min(STATIC_MAX_SIZE, m) + 1) for c in itertools.combinations(range(m), size)]
-    subsets += [by_accuracy[:size] for size in range(STATIC_MAX_SIZE + 1, m + 1)]
-    scored = []
-    for subset in subsets:
-        ordered = sorted(subset, key=lambda j: -accuracy[j])
-        scored.append((float(cost[ordered].sum()), -float(vote_static(tr.answers, y, ordered).mean()), ordered))
-    front, best = [], -1.0
-    for usd, neg_acc, subset in sorted(scored, key=lambda s: (s[0], s[1])):
-        if -neg_acc > best:
-            front.append(subset)
-            best = -neg_acc
-    return front
 
 
 def _oracle(te: RoutingData) -> Point:

@@ -14,12 +14,15 @@ import numpy as np
 from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.routing._data import RoutingData
-from moa_lab.routing._vote import vote_static
-from moa_lab.selection import Router, vote_quality
+from moa_lab.routing._subsets import library, measured_subsets
+from moa_lab.selection import Router, vote_static
 from moa_lab.selection._router import AGGREGATORS, _knn
 
 KINDS = ("knn", "logistic", "mlp", "mf")
 KNN_KS = (10, 25, 50)
+CLASSES = (1, 2, 3, 4)
+LIBRARY_KS = (25, 50, 100, 200)
+LIBRARY_SHRINK = (0.0, 5.0, 20.0, 80.0, 1e9)
 
 
 @dataclass
@@ -115,10 +118,12 @@ def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarr
             "seed": config.seed, "kinds": list(config.kinds),
         },
     }
+    router = Router(meta, arrays)
     if config.aggregator == "vote":
-        meta["vote_mix"] = _fit_vote_mix(data, oof, config.seed)
+        _fit_vote_rule(router, data, oof, config.seed)
+        _fit_library(router, data, x, folds)
     meta["training"]["seconds"] = round(time.perf_counter() - start, 2)
-    return Router(meta, arrays)
+    return router
 
 
 # -- predictor kinds: out-of-fold raw scores, then a refit on all rows for the proposers that chose it --
@@ -285,26 +290,97 @@ def _diversity(y: np.ndarray) -> np.ndarray:
     return (differ / np.maximum(both, 1)).astype(np.float32)
 
 
-def _fit_vote_mix(data: RoutingData, oof: np.ndarray, seed: int, samples: int = 4000) -> float:
-    """The error-model weight of `vote_quality` that best predicts real vote outcomes of random
-    subsets on the training rows, from out-of-fold success predictions."""
+def _fit_vote_rule(router: Router, data: RoutingData, oof: np.ndarray, seed: int, samples: int = 4000) -> None:
+    """Choose the vote rule's error model on the training rows: how many latent difficulty classes
+    (1 = proposers err independently) and the weight of "wrong answers differ", by the Brier score of
+    predicted against replayed outcomes of random subsets, from out-of-fold success predictions."""
     rng = np.random.default_rng(seed)
     m = len(data.proposers)
     rows = rng.integers(0, len(data.ids), samples)
-    sizes = rng.integers(2, min(m, 9) + 1, samples)
+    sizes = rng.integers(1, min(m, 9) + 1, samples)
     outcome = np.zeros(samples)
-    probs = np.zeros((samples, m))
-    valid = np.zeros((samples, m), bool)
+    members = np.full((samples, min(m, 9)), -1)
     success = data.success
     for s in range(samples):
-        subset = list(rng.choice(m, sizes[s], replace=False))
-        subset.sort(key=lambda j: -oof[rows[s], j])
+        subset = sorted(rng.choice(m, sizes[s], replace=False), key=lambda j: -oof[rows[s], j])
         outcome[s] = vote_static(data.answers[rows[s]:rows[s] + 1], success[rows[s]:rows[s] + 1], subset)[0]
-        probs[s, :len(subset)] = oof[rows[s], subset]
-        valid[s, :len(subset)] = True
-    grid = np.linspace(0, 1, 21)
-    briers = [np.mean((vote_quality(probs, valid, mix) - outcome) ** 2) for mix in grid]
-    return float(grid[int(np.argmin(briers))])
+        members[s, :len(subset)] = subset
+    valid = members >= 0
+    probs = np.where(valid, oof[rows[:, None], np.where(valid, members, 0)], 0.0)
+    best: tuple[float, int, float] = (np.inf, 1, 0.5)
+    fits = {}
+    for classes in CLASSES:
+        fits[classes] = _latent_classes(data.success, classes, seed) if classes > 1 else None
+        if fits[classes] is None:
+            router.arrays.pop("class_weight", None)
+            router.arrays.pop("class_shift", None)
+        else:
+            router.arrays["class_weight"], router.arrays["class_shift"] = fits[classes]
+        for mix in np.linspace(0, 1, 11):
+            router.meta["vote_mix"] = float(mix)
+            brier = float(np.mean((router.vote(probs, valid, members) - outcome) ** 2))
+            if brier < best[0] - 1e-9:
+                best = (brier, classes, float(mix))
+    brier, classes, mix = best
+    router.meta |= {"vote_mix": round(mix, 2), "vote_classes": classes, "vote_brier": round(brier, 5)}
+    router.arrays.pop("class_weight", None)
+    router.arrays.pop("class_shift", None)
+    if fits[classes] is not None:
+        router.arrays["class_weight"], router.arrays["class_shift"] = fits[classes]
+
+
+def _fit_library(router: Router, data: RoutingData, x: np.ndarray, folds: list[np.ndarray]) -> None:
+    """Measure a library of subsets on the training rows and choose, by cross-validated Brier score,
+    how many nearest queries judge a subset and how hard that judgment shrinks to its overall accuracy."""
+    subsets = library(measured_subsets(data))
+    outcome = np.stack([vote_static(data.answers, data.success, s) for s in subsets], axis=1).astype(np.float32)
+    errors = {(k, a): 0.0 for k in LIBRARY_KS for a in LIBRARY_SHRINK}
+    for val in folds:
+        train = np.setdiff1d(np.arange(len(x)), val)
+        sims = x[val] @ x[train].T
+        overall = outcome[train].mean(axis=0)
+        for k in LIBRARY_KS:
+            k_ = min(k, len(train))
+            nearest = np.argpartition(-sims, k_ - 1, axis=1)[:, :k_]
+            w = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) + 1e-6
+            num = np.einsum("nk,nkf->nf", w, outcome[train][nearest])
+            for a in LIBRARY_SHRINK:
+                estimate = (num + a * overall) / (w.sum(axis=1, keepdims=True) + a)
+                errors[(k, a)] += float(((estimate - outcome[val]) ** 2).sum())
+    k, shrink = min(errors, key=errors.__getitem__)
+    width = max(len(s) for s in subsets)
+    router.arrays |= {
+        "knn_x": x.astype(np.float32),
+        "lib_members": np.array([s + [-1] * (width - len(s)) for s in subsets], np.int16),
+        "lib_outcome": outcome,
+        "lib_global": outcome.mean(axis=0),
+        "train_answers": data.answers.astype(np.int16),
+        "train_success": data.success.astype(np.float32),
+    }
+    router.meta |= {"lib_k": k, "lib_shrink": shrink, "lib_size": len(subsets),
+                    "lib_brier": round(errors[(k, shrink)] / outcome.size, 5)}
+
+
+def _latent_classes(y: np.ndarray, classes: int, seed: int, iterations: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """A latent class model of who gets which query right (EM; missing cells skipped): class weights,
+    and per class the shift of each proposer's success log-odds from its overall rate."""
+    rng = np.random.default_rng(seed)
+    known = ~np.isnan(y)
+    right = np.nan_to_num(y)
+    rate = np.clip(right.sum(0) / np.maximum(known.sum(0), 1), 1e-3, 1 - 1e-3)
+    resp = rng.dirichlet(np.ones(classes), len(y))
+    for _ in range(iterations):
+        weight = resp.mean(0)
+        theta = np.clip((resp.T @ right + 1) / (resp.T @ known + 2), 1e-3, 1 - 1e-3)  # (classes, proposers)
+        log_like = right @ np.log(theta).T + (known * (1 - right)) @ np.log(1 - theta).T + np.log(weight)
+        log_like -= log_like.max(axis=1, keepdims=True)
+        new = np.exp(log_like)
+        new /= new.sum(axis=1, keepdims=True)
+        if np.abs(new - resp).max() < 1e-6:
+            break
+        resp = new
+    shift = np.log(theta / (1 - theta)) - np.log(rate / (1 - rate))
+    return weight.astype(np.float32), shift.astype(np.float32)
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:

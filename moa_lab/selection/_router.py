@@ -21,6 +21,7 @@ import numpy as np
 from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder, build_embedder
 from moa_lab.selection._selector import selector
+from moa_lab.selection._vote import vote_static
 from moa_lab.topology import AgentSpec
 
 FORMAT = "moa-lab-router"
@@ -135,9 +136,48 @@ class Router:
 
     # -- the subset rule -------------------------------------------------------------------------------
 
-    def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None) -> list[int]:
-        """The subset maximising predicted final quality − lam × predicted $, at most k proposers and
-        max_usd per query, ordered by predicted success (a vote's ties go to the first answer)."""
+    def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None,
+               x: np.ndarray | None = None) -> list[int]:
+        """The subset (indices in the router's proposer order) maximising predicted final quality
+        − lam × predicted $, with at most k proposers and max_usd per query.
+
+        The per-proposer predictions `p` build one candidate greedily. A vote router also keeps a
+        library of subsets measured on its training queries; given the query embedding `x`, each
+        candidate's vote is then judged by how it did on the query's nearest training queries
+        (shrunk toward its overall accuracy), which sees what independent estimates cannot: whose
+        errors coincide, and how the vote really breaks ties."""
+        greedy = self._greedy(p, usd, lam=lam, k=k, max_usd=max_usd)
+        if x is None or "lib_members" not in self.arrays:
+            return greedy
+        return self._from_library(x, greedy, usd, lam=lam, k=k, max_usd=max_usd)
+
+    def _from_library(self, x: np.ndarray, greedy: list[int], usd: np.ndarray, *, lam: float, k: int | None,
+                      max_usd: float | None) -> list[int]:
+        a = self.arrays
+        sims = a["knn_x"] @ x
+        n = min(int(self.meta["lib_k"]), len(sims))
+        nearest = np.argpartition(-sims, n - 1)[:n]
+        w = np.maximum(sims[nearest], 0.0) + 1e-6
+        alpha = float(self.meta["lib_shrink"])
+        members = a["lib_members"]
+        local = (w @ a["lib_outcome"][nearest] + alpha * a["lib_global"]) / (w.sum() + alpha)
+        answers, success = a["train_answers"], a["train_success"]
+        mine = (w @ vote_static(answers[nearest], success[nearest], greedy)
+                + alpha * vote_static(answers, success, greedy).mean()) / (w.sum() + alpha)
+        valid = members >= 0
+        spend = np.append(np.where(valid, usd[np.where(valid, members, 0)], 0.0).sum(axis=1), usd[greedy].sum())
+        sizes = np.append(valid.sum(axis=1), len(greedy))
+        utility = np.append(local, mine) - lam * spend
+        allowed = np.ones(len(utility), bool)
+        if k is not None:
+            allowed &= sizes <= k
+        if max_usd is not None:
+            allowed &= spend <= max_usd
+        allowed[-1] = True  # the greedy subset already respects both limits
+        best = int(np.argmax(np.where(allowed, utility, -np.inf)))
+        return greedy if best == len(members) else [int(j) for j in members[best] if j >= 0]
+
+    def _greedy(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None, max_usd: float | None) -> list[int]:
         k = len(p) if k is None else max(1, min(k, len(p)))
         chosen: list[int] = []
         best = -np.inf
@@ -145,7 +185,8 @@ class Router:
             sets = _extensions(chosen, len(p), k - len(chosen))
             if not sets:
                 break
-            members = np.array([s + [-1] * (k - len(s)) for s in sets])
+            width = max(len(s) for s in sets)
+            members = np.array([s + [-1] * (width - len(s)) for s in sets])
             valid = members >= 0
             probs = np.where(valid, p[members], 0.0)
             spend = np.where(valid, usd[members], 0.0).sum(axis=1)
@@ -165,7 +206,7 @@ class Router:
     def quality(self, probs: np.ndarray, valid: np.ndarray, members: np.ndarray) -> np.ndarray:
         """Predicted quality of the final answer for each row of member success probabilities."""
         if self.aggregator == "vote":
-            return vote_quality(probs, valid, float(self.meta.get("vote_mix", 0.5)))
+            return self.vote(probs, valid, members)
         diversity = self.arrays["diversity"]
         beta = float(self.meta.get("diversity_weight", 0.1))
         safe = np.where(valid, members, 0)
@@ -173,6 +214,21 @@ class Router:
         n = valid.sum(axis=1)
         mean_pair = pair.sum(axis=(1, 2)) / np.maximum(n * (n - 1), 1)
         return probs.max(axis=1) + beta * mean_pair
+
+    def vote(self, probs: np.ndarray, valid: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """P(the vote is right): mixed over latent difficulty classes, within which proposers err
+        independently. Hard questions are hard for every model, and this is what keeps the rule from
+        believing that more weak voters always help."""
+        mix = float(self.meta.get("vote_mix", 0.5))
+        if "class_weight" not in self.arrays:
+            return vote_quality(probs, valid, mix)
+        logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1))
+        safe = np.where(valid, members, 0)
+        total = np.zeros(len(probs))
+        for weight, shift in zip(self.arrays["class_weight"], self.arrays["class_shift"]):
+            shifted = np.where(valid, _sigmoid(logits + shift[safe]), 0.0)
+            total += weight * vote_quality(shifted, valid, mix)
+        return total
 
 
 def vote_quality(probs: np.ndarray, valid: np.ndarray, mix: float) -> np.ndarray:
@@ -242,11 +298,13 @@ class LearnedSelector:
         self.k = k
         self.max_usd = max_usd
         self._order: np.ndarray | None = None
+        self._position = np.zeros(0, int)
         self._keys: tuple[str, ...] = ()
 
     def bind(self, candidates: Sequence[AgentSpec]) -> None:
         """Check the topology's pool against the router's once, before any query runs."""
         self._order = self.router.align(candidates)
+        self._position = np.argsort(self._order)  # router index -> candidate index
         self._keys = tuple(proposer_key(c) for c in candidates)
 
     def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]:
@@ -254,9 +312,10 @@ class LearnedSelector:
             self.bind(candidates)
         assert self._order is not None
         x = self.embedder.encode([query])
-        p = self.router.success(x)[0][self._order]
-        usd = self.router.cost(np.array([len(query)]))[0][self._order]
-        return self.router.choose(p, usd, lam=self.lam, k=self.k, max_usd=self.max_usd)
+        p = self.router.success(x)[0]
+        usd = self.router.cost(np.array([len(query)]))[0]
+        chosen = self.router.choose(p, usd, lam=self.lam, k=self.k, max_usd=self.max_usd, x=x[0])
+        return [int(self._position[j]) for j in chosen]
 
 
 @selector("learned")
