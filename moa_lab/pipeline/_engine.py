@@ -22,6 +22,9 @@ class Pipeline:
         self.models = models
         self.topology = build_topology(spec)
         self.selector = selector or build_selector(spec.selector)
+        bind = getattr(self.selector, "bind", None)
+        if callable(bind) and self.topology.layers:  # a selector that checks the pool fails here, not mid-run
+            bind([a.spec for a in self.topology.layers[0]])
         for ref in spec.models():
             models.check(ref)
 

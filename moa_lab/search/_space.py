@@ -3,11 +3,32 @@ Optuna's define-by-run calls. Conditional parameters are asked only where they a
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moa_lab.topology import AgentSpec, LayerSpec, TopologySpec, task_aggregator, task_prompt
+from moa_lab.selection import Router
+from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec, task_aggregator, task_prompt
+
+
+class RouterKnobs(BaseModel):
+    """A trained router's knobs for a study: λ (quality points per dollar, searched on a log scale)
+    and the subset size limit k."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    lam: tuple[float, float] = (1.0, 1e5)
+    k: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RouterKnobs:
+        if not 0 < self.lam[0] <= self.lam[1]:
+            raise ValueError("router.lam is [min, max] with 0 < min <= max")
+        if self.k is not None and not 1 <= self.k[0] <= self.k[1]:
+            raise ValueError("router.k is [min, max] with 1 <= min <= max")
+        return self
 
 
 class SearchSpace(BaseModel):
@@ -31,6 +52,8 @@ class SearchSpace(BaseModel):
     max_tokens: tuple[int, ...] = (512,)
     self_moa_k: tuple[int, int] | None = None
     extractor: str = "normalized"
+    router: RouterKnobs | None = None
+    """Tune a learned router instead of fixed subsets: layer 1 is the router's pool, voted."""
 
     @property
     def proposer_range(self) -> tuple[int, int]:
@@ -56,10 +79,14 @@ class Trial(Protocol):
 
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+
 
 def suggest(trial: Trial, space: SearchSpace, task: str | None = None) -> TopologySpec:
     """Sample one topology from the space; with a built-in `task`, proposers and an LLM aggregator
     use that task's prompt format and worked examples (the same parameters give the same topology)."""
+    if space.router is not None:
+        return _routed(trial, space.router, space.extractor)
     temperature = _pick(trial, "temperature", space.temperatures)
     max_tokens = _pick(trial, "max_tokens", space.max_tokens)
     family = "moa"
@@ -101,6 +128,26 @@ def suggest(trial: Trial, space: SearchSpace, task: str | None = None) -> Topolo
         for i, layer in enumerate(layers)
     )
     return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
+
+
+def _routed(trial: Trial, knobs: RouterKnobs, extractor: str) -> TopologySpec:
+    """The router's whole pool in layer 1, a learned selector with this trial's λ and k, a vote."""
+    pool = _router_pool(knobs.path)
+    selector: dict[str, Any] = {"kind": "learned", "path": knobs.path,
+                                "lam": trial.suggest_float("router.lam", *knobs.lam, log=True)}
+    if knobs.k is not None:
+        selector["k"] = trial.suggest_int("router.k", *knobs.k)
+    return TopologySpec(
+        name=f"trial-{getattr(trial, 'number', 0)}",
+        layers=(LayerSpec(proposers=tuple(AgentSpec(**p) for p in pool)),),
+        aggregator=AgentSpec(agent="vote", extractor=extractor),
+        selector=SelectorSpec(**selector),
+    )
+
+
+@functools.cache
+def _router_pool(path: str) -> tuple[dict[str, Any], ...]:
+    return tuple(Router.load(path).proposers)
 
 
 def _pick(trial: Trial, name: str, choices: tuple[Any, ...]) -> Any:

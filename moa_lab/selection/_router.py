@@ -324,10 +324,21 @@ def learned_selector(path: str, lam: float | None = None, k: int | None = None, 
     """Route each query with a trained router artifact (`moa-lab router train`)."""
     router = Router.load(path)
     defaults = router.meta.get("defaults", {})
-    built = build_embedder(embedder if embedder is not None else router.meta["embedder"]["spec"])
+    built = _shared_embedder(embedder if embedder is not None else router.meta["embedder"]["spec"])
     return LearnedSelector(
         router, built,
         lam=float(defaults.get("lam", 0.0) if lam is None else lam),
         k=defaults.get("k") if k is None else int(k),
         max_usd=defaults.get("max_usd") if max_usd is None else float(max_usd),
     )
+
+
+_EMBEDDERS: dict[str, Embedder] = {}
+
+
+def _shared_embedder(spec: str | Mapping[str, Any]) -> Embedder:
+    """One embedder per spec per process: a study builds a selector per trial, the model loads once."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = build_embedder(spec)
+    return _EMBEDDERS[key]
