@@ -12,7 +12,7 @@ from moa_lab.benchmarks import from_queries, load_alpaca_eval, load_jsonl
 from moa_lab.core import ConfigError, Sample
 from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
 from moa_lab.registry import lookup
-from moa_lab.topology import TopologySpec, load_topology, read_yaml, validate
+from moa_lab.topology import SelectorSpec, TopologySpec, load_topology, read_yaml, validate
 
 
 class DatasetSpec(BaseModel):
@@ -101,7 +101,7 @@ class Experiment:
         if spec.topology is None and not spec.topologies and spec.search is None:
             raise ConfigError(f"{source}: give a topology (or topologies, or a search space)")
         self.topology: TopologySpec | None = (
-            load_topology(self._topology_source(), where=f"{source}: topology")
+            self._resolved(load_topology(self._topology_source(), where=f"{source}: topology"))
             if spec.topology is not None
             else next(iter(self.topologies().values())) if spec.topologies else None
         )
@@ -117,8 +117,15 @@ class Experiment:
                 source = str(self.path(source))
             if task is not None:
                 source = _with_task(source, task)
-            out[label] = load_topology(source, where=f"{self.source}: topologies.{label}")  # type: ignore[arg-type]
+            out[label] = self._resolved(load_topology(source, where=f"{self.source}: topologies.{label}"))  # type: ignore[arg-type]
         return out
+
+    def _resolved(self, spec: TopologySpec) -> TopologySpec:
+        """A selector's artifact `path` is relative to this file, like every other path in it."""
+        if spec.selector is None or "path" not in spec.selector.args:
+            return spec
+        args = spec.selector.args | {"path": str(self.path(str(spec.selector.args["path"])))}
+        return spec.model_copy(update={"selector": SelectorSpec(kind=spec.selector.kind, **args)})
 
     @classmethod
     def load(cls, path: str | Path, *, topology_args: dict[str, Any] | None = None, **overrides: Any) -> Experiment:

@@ -190,6 +190,13 @@ def _layer1_cost(record: dict[str, Any]) -> dict[str, float]:
 
 
 def _short_name(spec: dict[str, Any], j: int) -> str:
-    extras = ",".join(f"{k}={v}" for k, v in spec.items() if k not in ("agent", "model"))
-    model = str(spec.get("model", "")).rsplit("/", 1)[-1]
-    return f"{j + 1}:{spec.get('agent', 'plain')}({model}{',' + extras if extras else ''})"
+    """`2:plain(local,t=0.7,prompt=1a2b)`: scalar arguments shown, long ones (prompts, examples) hashed."""
+    parts = [str(spec.get("model", "")).rsplit("/", 1)[-1]]
+    for key, value in spec.items():
+        if key in ("agent", "model"):
+            continue
+        if isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 12):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}#{hashlib.sha256(repr(value).encode()).hexdigest()[:4]}")
+    return f"{j + 1}:{spec.get('agent', 'plain')}({','.join(p for p in parts if p)})"

@@ -12,7 +12,7 @@ from moa_lab.core import ConfigError
 from moa_lab.registry import build
 from moa_lab.topology._io import read_yaml, validate
 from moa_lab.topology._presets import preset
-from moa_lab.topology._spec import AgentSpec, TopologySpec
+from moa_lab.topology._spec import AgentSpec, SelectorSpec, TopologySpec
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,12 @@ def load_topology(source: str | Path | Mapping[str, Any] | TopologySpec, *, wher
         return source
     if isinstance(source, Mapping):
         if "preset" in source:
-            args = {k: v for k, v in source.items() if k != "preset"}
-            return preset(str(source["preset"]), **args)
+            args = {k: v for k, v in source.items() if k not in ("preset", "selector")}
+            spec = preset(str(source["preset"]), **args)
+            if source.get("selector") is not None:  # any preset can take a selector
+                selector = validate(SelectorSpec, dict(source["selector"]), source=f"{where}.selector")
+                spec = spec.model_copy(update={"selector": selector})
+            return spec
         return validate(TopologySpec, dict(source), source=where)
     text = str(source)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
