@@ -30,6 +30,7 @@ def train_(
     scorer: Annotated[str, typer.Option(help="Scorer for recorded answers.")] = "numeric",
     extractor: Annotated[Optional[str], typer.Option(help="Answer extractor a vote compares (default: answer for recorded data, normalized for RunLogs).")] = None,
     endpoint: Annotated[str, typer.Option(help="Endpoint name in the proposers' model refs (recorded data).")] = "replay",
+    prices: Annotated[Optional[Path], typer.Option(help="YAML of extra list prices ({model: {input, output}}, $ per million tokens).")] = None,
 ) -> None:
     """Train a router and write its artifact folder."""
     from moa_lab.routing import TrainConfig, train
@@ -37,7 +38,8 @@ def train_(
     start = time.perf_counter()
     config = TrainConfig(aggregator=aggregator, kinds=tuple(k_.strip() for k_ in kinds.split(",") if k_.strip()),
                          seed=seed, lam=lam, k=k, max_usd=max_usd)
-    data_args = {"scorer": scorer, "endpoint": endpoint, "extractor": extractor or ("answer" if data.is_dir() else "normalized")}
+    data_args = {"scorer": scorer, "endpoint": endpoint, "extractor": extractor or ("answer" if data.is_dir() else "normalized"),
+                 "prices": str(prices.resolve()) if prices else None}
     with console.status("embedding queries and training"):
         router = train(data, out, embedder=embedder, test_fraction=test_fraction, seed=seed, holdout=not all_rows,
                        config=config, **data_args)

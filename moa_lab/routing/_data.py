@@ -152,13 +152,31 @@ def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") 
 
 
 def load_routing_data(source: str | Path, **kwargs: Any) -> RoutingData:
-    """A recorded-dataset folder or a RunLog file (`.jsonl`), whichever `source` is."""
+    """A recorded-dataset folder or a RunLog file (`.jsonl`), whichever `source` is. `prices` may be
+    a PriceTable or a YAML file of `{model: {input, output}}` ($ per million tokens), merged over
+    the shipped table."""
     path = Path(source)
+    if isinstance(kwargs.get("prices"), (str, Path)):
+        kwargs["prices"] = read_prices(kwargs["prices"])
     if path.is_dir():
         return from_recorded(path, **{k: v for k, v in kwargs.items() if k in ("endpoint", "scorer", "extractor", "prices", "models")})
     if path.is_file():
         return from_runlogs([path], **{k: v for k, v in kwargs.items() if k == "extractor"})
     raise ConfigError(f"routing data not found: {path} (give a recorded-dataset folder or a RunLog .jsonl)")
+
+
+def read_prices(path: str | Path) -> PriceTable:
+    """The shipped price table with a YAML file's entries (`models:` mapping, or a bare mapping) on top."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"price file not found: {file}")
+    data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    table = data.get("models", data) if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: expected a mapping of model -> {{input, output}}")
+    return PriceTable.default().merged(PriceTable.from_mapping(table, where=str(file)))
 
 
 def _pure_scorer(name: str) -> Callable[[str, str], bool]:

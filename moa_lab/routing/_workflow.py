@@ -55,14 +55,14 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     router.meta["training"] |= {
         "split": {"holdout": holdout, "test_fraction": test_fraction, "seed": seed},
         "embedding_seconds": round(loaded.seconds, 2),
-        "data_args": {k: str(v) for k, v in data_args.items()},
+        "data_args": {k: str(v) for k, v in data_args.items() if v is not None},
     }
     router.save(out)
     return router
 
 
 def evaluate(artifact: str | Path, source: str | Path, *, out: str | Path | None = None, k: int | None = None,
-             mlflow: bool = True, tracking_uri: str | None = None) -> tuple[RouterEval, Path]:
+             mlflow: bool = True, tracking_uri: str | None = None, **data_args: Any) -> tuple[RouterEval, Path]:
     """Replay the router and every baseline on the held-out split it was trained without; write
     `eval.json` and `curve.png` to `out` (default: the artifact's `eval/` folder) and, with `mlflow`,
     log them with the targets as metrics."""
@@ -71,7 +71,7 @@ def evaluate(artifact: str | Path, source: str | Path, *, out: str | Path | None
     split = training.get("split", {})
     if not split.get("holdout"):
         raise ConfigError(f"{artifact}: trained on every query (no held-out split); train with the default split to evaluate")
-    loaded = embed_data(source, router.meta["embedder"]["spec"], **training.get("data_args", {}))
+    loaded = embed_data(source, router.meta["embedder"]["spec"], **(training.get("data_args", {}) | data_args))
     data = loaded.data
     train_rows, test_rows = data.split(float(split["test_fraction"]), int(split["seed"]))
     if data.rows(train_rows).fingerprint() != training["hash"]:
