@@ -87,9 +87,9 @@ def eval_(
                   f"oracle {s['oracle']['accuracy']:.3f}")
     console.print("router reaches it at " + (f"${s['router_matches_best_single_at_usd']:.2e}/query = {ratio:.1%} of its cost"
                                              if ratio is not None else "no λ swept (never as accurate)"))
-    gap = s["gap_recovered"]
-    console.print(f"best router accuracy within the best single's cost: {s['router_best_accuracy_within_best_single_cost']}; "
-                  f"gap recovered: {gap:.1%}" if gap is not None else "gap recovered: n/a")
+    gap, within = s["gap_recovered"], s["router_best_accuracy_within_best_single_cost"]
+    console.print("best router accuracy within the best single's cost: " + (f"{within:.3f}" if within is not None else "none")
+                  + "; best-single-to-oracle gap recovered: " + (f"{gap:.1%}" if gap is not None else "n/a (no gap)"))
     console.print(f"curve area: router {s['area_router']:.4f} vs best static subset (chosen on train) {s['area_static_best']:.4f}")
     console.print(f"written: {folder / 'eval.json'}, {folder / 'curve.png'}   ({time.perf_counter() - start:.1f} s)")
 

@@ -145,7 +145,7 @@ def _oracle(te: RoutingData) -> Point:
 
 def _area(points: list[Point], lo: float, hi: float, steps: int = 512) -> float:
     """Mean over log10($) in [lo, hi] of the best accuracy at that price or less."""
-    if not points or hi <= lo:
+    if not points or not 0 < lo < hi:  # no price range to integrate over (free models)
         return float("nan")
     grid = np.logspace(math.log10(lo), math.log10(hi), steps)
     usd = np.array([p.usd for p in points])

@@ -45,7 +45,10 @@ def library(measured: Sequence[tuple[float, float, list[int]]], levels: int = 24
     """Candidate subsets for per-query routing: the front, and at each of `levels` price levels
     (log-spaced) the `per_level` most accurate subsets at or under it."""
     costs = np.array([c for c, _, _ in measured])
-    grid = np.logspace(np.log10(costs.min()), np.log10(costs.max()), levels)
+    priced = costs[costs > 0]
+    grid = [0.0]  # free models (the embedded one) cost nothing: one level then
+    if len(priced):
+        grid += list(np.logspace(np.log10(priced.min()), np.log10(priced.max()), levels))
     picked = {tuple(s) for s in front(measured)}
     ranked = sorted(measured, key=lambda s: -s[1])
     for level in grid:

@@ -1,0 +1,83 @@
+"""Router selection latency: what a learned selector adds to each query, measured per query.
+
+Trains (or loads) a router on the 18-model GSM8K pool, then times `LearnedSelector.select` on
+held-out questions one at a time, the way the pipeline calls it: embed the question with
+all-MiniLM-L6-v2 (no cache: a new query is never cached), predict every proposer's success and $,
+choose the subset. The baseline in the same run is the default selector (every proposer), and the
+embedding alone is timed too, so the table shows where the time goes.
+
+    python benchmarks/router_latency.py [--data ../shared/data/gsm8k] [--artifact DIR] [--queries 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from moa_lab.embedding import build_embedder
+from moa_lab.routing import load_routing_data, train
+from moa_lab.selection import AllProposers, Router, build_selector
+from moa_lab.topology import AgentSpec, SelectorSpec
+
+
+def timed(fn, items):  # type: ignore[no-untyped-def]
+    out = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def row(name: str, ms: list[float], base: float) -> str:
+    p50, p95 = statistics.median(ms), float(np.percentile(ms, 95))
+    return f"{name:<44}{p50:>9.2f}{p95:>9.2f}{max(ms):>9.2f}{p50 / base if base else float('nan'):>10.1f}"
+
+
+def main() -> None:
+    root = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(root.parent / "shared" / "data" / "gsm8k"))
+    parser.add_argument("--artifact", help="a trained router (default: train one into a temporary folder)")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--lam", type=float, default=100.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(args.artifact) if args.artifact else Path(tmp) / "router"
+        if not args.artifact:
+            start = time.perf_counter()
+            train(args.data, artifact)
+            print(f"trained a router in {time.perf_counter() - start:.1f} s")
+        router = Router.load(artifact)
+        data = load_routing_data(args.data, **router.meta["training"].get("data_args", {}))
+        _, test = data.split(router.meta["training"]["split"]["test_fraction"], router.meta["training"]["split"]["seed"])
+        queries = [data.queries[i] for i in test[: args.queries]]
+        pool = [AgentSpec(**p) for p in router.proposers]
+        learned = build_selector(SelectorSpec(kind="learned", path=str(artifact), lam=args.lam))
+        learned.select(queries[0], pool)  # load the embedding model and bind the pool once, as a pipeline does
+        embedder = build_embedder(router.meta["embedder"]["spec"])
+        embedder.encode(["warm up"])
+        everyone = AllProposers()
+        base = timed(lambda q: everyone.select(q, pool), queries)
+        embed = timed(lambda q: embedder.encode([q]), queries)
+        routed = timed(lambda q: learned.select(q, pool), queries)
+        sizes = [len(learned.select(q, pool)) for q in queries]
+    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+          f"{len(queries)} held-out GSM8K questions one at a time, {len(pool)} proposers, λ = {args.lam:g}")
+    print(f"{'selector':<44}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'x embed':>10}")
+    e50 = statistics.median(embed)
+    print(row("all proposers (the default, baseline)", base, e50))
+    print(row("embedding alone (all-MiniLM-L6-v2)", embed, e50))
+    print(row("learned: embed + predict + choose", routed, e50))
+    print(f"learned minus embedding, p50: {statistics.median(routed) - e50:.2f} ms; "
+          f"proposers chosen per query: {statistics.mean(sizes):.2f}")
+
+
+if __name__ == "__main__":
+    main()
