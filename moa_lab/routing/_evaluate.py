@@ -158,6 +158,8 @@ def _targets(result: RouterEval, best_single: Point, oracle: Point) -> dict[str,
     router = result.curve("router")
     matching = [p for p in router if p.accuracy >= best_single.accuracy]
     cheapest_match = min(matching, key=lambda p: p.usd) if matching else None
+    static = [p for p in result.curve("static-best") if p.accuracy >= best_single.accuracy]
+    static_match = min(static, key=lambda p: p.usd) if static else None
     affordable = [p for p in router if p.usd <= best_single.usd]
     best_affordable = max(affordable, key=lambda p: p.accuracy) if affordable else None
     gap = oracle.accuracy - best_single.accuracy
@@ -166,6 +168,7 @@ def _targets(result: RouterEval, best_single: Point, oracle: Point) -> dict[str,
         "oracle": asdict(oracle),
         "router_matches_best_single_at_usd": cheapest_match.usd if cheapest_match else None,
         "router_cost_ratio_at_best_single_accuracy": (cheapest_match.usd / best_single.usd) if cheapest_match else None,
+        "static_cost_ratio_at_best_single_accuracy": (static_match.usd / best_single.usd) if static_match else None,
         "router_best_accuracy_within_best_single_cost": best_affordable.accuracy if best_affordable else None,
         "gap_recovered": ((best_affordable.accuracy - best_single.accuracy) / gap) if best_affordable and gap > 0 else None,
         "area_router": result.area.get("router"),

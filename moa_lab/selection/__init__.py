@@ -1,8 +1,27 @@
-"""Selection: which proposers each query calls."""
+"""Selection: which proposers each query calls. The learned selector's module (numpy, embeddings)
+loads on first use, so `import moa_lab` stays light."""
 
-from moa_lab.selection._router import LearnedSelector, Router, proposer_key, vote_quality
-from moa_lab.selection._vote import vote_routed, vote_static
+from typing import Any
+
 from moa_lab.selection._selector import AllProposers, FirstK, RandomK, Selector, build_selector, selector
+
+_LAZY = {
+    "LearnedSelector": "moa_lab.selection._router",
+    "Router": "moa_lab.selection._router",
+    "proposer_key": "moa_lab.selection._router",
+    "vote_quality": "moa_lab.selection._router",
+    "vote_routed": "moa_lab.selection._vote",
+    "vote_static": "moa_lab.selection._vote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'moa_lab.selection' has no attribute {name!r}")
+
 
 __all__ = [
     "AllProposers",

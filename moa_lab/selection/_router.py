@@ -20,7 +20,6 @@ import numpy as np
 
 from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder, build_embedder
-from moa_lab.selection._selector import selector
 from moa_lab.selection._vote import vote_static
 from moa_lab.topology import AgentSpec
 
@@ -318,7 +317,6 @@ class LearnedSelector:
         return [int(self._position[j]) for j in chosen]
 
 
-@selector("learned")
 def learned_selector(path: str, lam: float | None = None, k: int | None = None, max_usd: float | None = None,
                      embedder: str | dict[str, Any] | None = None) -> LearnedSelector:
     """Route each query with a trained router artifact (`moa-lab router train`)."""

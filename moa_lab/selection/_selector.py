@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from moa_lab.core import ConfigError
 from moa_lab.registry import build, register
@@ -77,3 +77,13 @@ def first_k(k: int) -> FirstK:
 def random_k(k: int, seed: int = 0) -> RandomK:
     """Call k proposers drawn at random per query (a router baseline)."""
     return RandomK(_positive(k), seed)
+
+
+@selector("learned")
+def learned(path: str, lam: float | None = None, k: int | None = None, max_usd: float | None = None,
+            embedder: str | dict[str, Any] | None = None) -> Selector:
+    """Route each query with a trained router artifact (`moa-lab router train`); λ, k and max_usd
+    default to the artifact's."""
+    from moa_lab.selection._router import learned_selector  # numpy and the embedder load only when used
+
+    return learned_selector(path, lam, k, max_usd, embedder)
