@@ -146,7 +146,7 @@ def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") 
     for i, key in enumerate(ids):
         for j, (score, text, usd) in rows[key]["cells"].items():
             scores[i, j], cost[i, j], texts[i][j] = score, usd, text
-    names = [_short_name(p, j) for j, p in enumerate(pool)]
+    names = _short_names(pool)
     return RoutingData(ids, [rows[k]["query"] for k in ids], pool, names, scores, _answer_ids(texts, extract), cost,
                        "runlogs:" + ",".join(sources))
 
@@ -207,14 +207,17 @@ def _layer1_cost(record: dict[str, Any]) -> dict[str, float]:
     return spend
 
 
-def _short_name(spec: dict[str, Any], j: int) -> str:
-    """`2:plain(local,t=0.7,prompt=1a2b)`: scalar arguments shown, long ones (prompts, examples) hashed."""
-    parts = [str(spec.get("model", "")).rsplit("/", 1)[-1]]
-    for key, value in spec.items():
-        if key in ("agent", "model"):
-            continue
-        if isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 12):
-            parts.append(f"{key}={value}")
-        else:
-            parts.append(f"{key}#{hashlib.sha256(repr(value).encode()).hexdigest()[:4]}")
-    return f"{j + 1}:{spec.get('agent', 'plain')}({','.join(p for p in parts if p)})"
+def _short_names(pool: list[dict[str, Any]]) -> list[str]:
+    """`2:plain(local,temperature=0.7,examples#1a2b)`: the model and the arguments that tell this
+    proposer from the rest of the pool (long values hashed)."""
+    differing = [k for k in dict.fromkeys(k for p in pool for k in p)
+                 if k not in ("agent", "model") and len({repr(p.get(k)) for p in pool}) > 1]
+    names = []
+    for j, spec in enumerate(pool):
+        parts = [str(spec.get("model", "")).rsplit("/", 1)[-1]]
+        for key in differing:
+            value = spec.get(key)
+            short = isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) <= 12)
+            parts.append(f"{key}={value}" if short else f"{key}#{hashlib.sha256(repr(value).encode()).hexdigest()[:4]}")
+        names.append(f"{j + 1}:{spec.get('agent', 'plain')}({','.join(p for p in parts if p)})")
+    return names

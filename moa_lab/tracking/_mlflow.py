@@ -188,7 +188,8 @@ class MlflowTracker:
             "query",
             span_type=SpanType.CHAIN,
             inputs={"input": rec.get("input")},
-            attributes={"id": rec.get("id"), "target": rec.get("target"), "score": rec.get("score")},
+            attributes={"id": rec.get("id"), "target": rec.get("target"), "score": rec.get("score"),
+                        "selected": rec.get("selected")},  # which layer-1 proposers the selector called
             tags={"moa.query_id": str(rec.get("id"))},
             experiment_id=self.experiment_id,
             start_time_ns=_ns(start),
