@@ -274,5 +274,5 @@ def test_bad_inputs_say_what_is_wrong(recorded: Path, tmp_path: Path) -> None:
         from_recorded(recorded, scorer="numerc")
     with pytest.raises(ConfigError, match="unknown embedder 'hsh'; did you mean 'hash'"):
         train(recorded, tmp_path / "o", embedder="hsh")
-    with pytest.raises(ConfigError, match="aggregator must be one of"):
-        TrainConfig(aggregator="rank")
+    with pytest.raises(ConfigError, match="aggregator must be one of.*did you mean .vote."):
+        TrainConfig(aggregator="vot")

@@ -3,6 +3,7 @@ model from history, and the aggregator's subset rule fitted on out-of-fold predi
 
 from __future__ import annotations
 
+import difflib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,10 +42,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
-            raise ConfigError(f"router aggregator must be one of {', '.join(AGGREGATORS)}, not {self.aggregator!r}")
+            raise ConfigError(f"router aggregator must be one of {', '.join(AGGREGATORS)}, not {self.aggregator!r}"
+                              + _did_you_mean(self.aggregator, AGGREGATORS))
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown:
-            raise ConfigError(f"unknown predictor kind {unknown[0]!r}; known: {', '.join(KINDS)}")
+            raise ConfigError(f"unknown predictor kind {unknown[0]!r} (known: {', '.join(KINDS)})" + _did_you_mean(unknown[0], KINDS))
 
 
 @dataclass
@@ -381,6 +383,11 @@ def _latent_classes(y: np.ndarray, classes: int, seed: int, iterations: int = 20
         resp = new
     shift = np.log(theta / (1 - theta)) - np.log(rate / (1 - rate))
     return weight.astype(np.float32), shift.astype(np.float32)
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
