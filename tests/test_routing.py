@@ -28,6 +28,7 @@ from moa_lab.routing._data import _answer_ids
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.selection import LearnedSelector, Router, build_selector, vote_static
 from moa_lab.testing import ScriptedClient
+from moa_lab.tracking import read_runlog
 from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
 HASH = {"kind": "hash", "dim": 128}
@@ -92,8 +93,9 @@ def test_recorded_layout_is_scored_and_priced_like_the_replay_endpoint(recorded:
     assert (data.scores[~fruit, 1] == 1).all()
     with gzip.open(recorded / "responses" / "fruit-expert.jsonl.gz", "rt") as fh:
         first = json.loads(fh.readline())["output"]
-    expected = prices.get("fruit-expert").cost(Usage(estimate_prompt_tokens((Message("user", data.queries[0]),)), estimate_tokens(first)))
-    assert data.cost[0, 0] == pytest.approx(expected.usd)
+    usage = Usage(estimate_prompt_tokens((Message("user", data.queries[0]),)), estimate_tokens(first))
+    assert data.cost[0, 0] == pytest.approx(prices.get("fruit-expert").cost(usage).usd)
+    assert data.tokens[0, 0] == usage.input_tokens + usage.output_tokens
     assert data.proposers[0] == {"agent": "plain", "model": "replay/fruit-expert"}
 
 
@@ -190,6 +192,8 @@ def test_training_data_from_runlogs(tmp_path: Path) -> None:
     fruit = np.array(["apples" in q for q in data.queries])
     assert (data.scores[fruit] == [1, 0]).all() and (data.scores[~fruit] == [0, 1]).all()
     assert (data.cost[:, 1] > data.cost[:, 0]).all()
+    _, records = read_runlog(runlog)
+    assert data.tokens[0].sum() == sum(c["input_tokens"] + c["output_tokens"] for c in records[0]["calls"])  # only layer-1 calls
     assert (data.answers[:, 0] != data.answers[:, 1]).all()  # they never agree: one of them is always wrong
     router = Router.load(train(runlog, tmp_path / "r", embedder=HASH, holdout=False, config=TrainConfig(folds=3), extractor="answer").save(tmp_path / "r"))
     assert router.meta["training"]["queries"] == 30

@@ -1,4 +1,4 @@
-"""Training data for routers: each query × proposer with its score, extracted answer and $ cost."""
+"""Training data for routers: each query × proposer with its score, extracted answer, tokens and $."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from moa_lab.tracking import read_runlog
 @dataclass
 class RoutingData:
     """A (queries × proposers) table. Missing cells (a proposer that was not called) are NaN in
-    `scores` and `cost`, and -1 in `answers` (the id of the extracted answer within its query, which
+    `scores`, `cost` and `tokens`, and -1 in `answers` (the id of the extracted answer within its query, which
     is how an offline vote is replayed)."""
 
     ids: list[str]
@@ -30,11 +30,12 @@ class RoutingData:
     scores: np.ndarray
     answers: np.ndarray
     cost: np.ndarray
+    tokens: np.ndarray
     source: str
 
     def __post_init__(self) -> None:
         q, m = len(self.ids), len(self.proposers)
-        for name in ("scores", "answers", "cost"):
+        for name in ("scores", "answers", "cost", "tokens"):
             if getattr(self, name).shape != (q, m):
                 raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected ({q}, {m})")
 
@@ -47,7 +48,7 @@ class RoutingData:
         index = np.asarray(index, int)
         return RoutingData(
             [self.ids[i] for i in index], [self.queries[i] for i in index], self.proposers, self.names,
-            self.scores[index], self.answers[index], self.cost[index], self.source,
+            self.scores[index], self.answers[index], self.cost[index], self.tokens[index], self.source,
         )
 
     def fingerprint(self) -> str:
@@ -91,6 +92,7 @@ def from_recorded(
     q, m = len(samples), len(names)
     scores = np.full((q, m), np.nan)
     cost = np.full((q, m), np.nan)
+    tokens = np.full((q, m), np.nan)
     texts: list[list[str | None]] = [[None] * m for _ in range(q)]
     for j, name in enumerate(names):
         price = prices.get(f"{endpoint}/{name}")
@@ -100,12 +102,13 @@ def from_recorded(
                 continue
             scores[i, j] = 1.0 if match(output, str(sample.target)) else 0.0
             prompt = estimate_prompt_tokens((Message("user", sample.input),))
-            cost[i, j] = price.cost(Usage(prompt, estimate_tokens(output))).usd
+            usage = Usage(prompt, estimate_tokens(output))
+            cost[i, j], tokens[i, j] = price.cost(usage).usd, usage.input_tokens + usage.output_tokens
             texts[i][j] = output
     proposers = [{"agent": "plain", "model": f"{endpoint}/{name}"} for name in names]
     return RoutingData(
         [s.id for s in samples], [s.input for s in samples], proposers, names,
-        scores, _answer_ids(texts, extract), cost, f"recorded:{Path(folder)}",
+        scores, _answer_ids(texts, extract), cost, tokens, f"recorded:{Path(folder)}",
     )
 
 
@@ -132,23 +135,24 @@ def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") 
                 raise ConfigError(f"{path}: record {record.get('id')!r} has no proposal_scores (evaluate with a pure scorer)")
             row = rows.setdefault(str(record["id"]), {"query": record["input"], "cells": {}})
             selected = record.get("selected") or list(range(len(pool)))
-            spend = _layer1_cost(record)
+            spend = _layer1_spend(record)
             for position, proposal, score in zip(selected, record["layers"][0], record["proposal_scores"]):
                 if proposal.get("error"):
                     score = 0.0
-                row["cells"][position] = (float(score), proposal.get("text") or "", spend.get(proposal["agent"], 0.0))
+                usd, used = spend.get(proposal["agent"], (0.0, 0))
+                row["cells"][position] = (float(score), proposal.get("text") or "", usd, used)
     if pool is None:
         raise ConfigError("no RunLogs given")
     ids = list(rows)
     q, m = len(ids), len(pool)
-    scores, cost = np.full((q, m), np.nan), np.full((q, m), np.nan)
+    scores, cost, tokens = np.full((q, m), np.nan), np.full((q, m), np.nan), np.full((q, m), np.nan)
     texts: list[list[str | None]] = [[None] * m for _ in range(q)]
     for i, key in enumerate(ids):
-        for j, (score, text, usd) in rows[key]["cells"].items():
-            scores[i, j], cost[i, j], texts[i][j] = score, usd, text
+        for j, (score, text, usd, used) in rows[key]["cells"].items():
+            scores[i, j], cost[i, j], tokens[i, j], texts[i][j] = score, usd, used, text
     names = _short_names(pool)
     return RoutingData(ids, [rows[k]["query"] for k in ids], pool, names, scores, _answer_ids(texts, extract), cost,
-                       "runlogs:" + ",".join(sources))
+                       tokens, "runlogs:" + ",".join(sources))
 
 
 def load_routing_data(source: str | Path, **kwargs: Any) -> RoutingData:
@@ -199,11 +203,14 @@ def _answer_ids(texts: list[list[str | None]], extract: Callable[[str], str]) ->
     return out
 
 
-def _layer1_cost(record: dict[str, Any]) -> dict[str, float]:
-    spend: dict[str, float] = {}
+def _layer1_spend(record: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    """Per layer-1 agent: the list $ and the tokens of its calls in this record."""
+    spend: dict[str, tuple[float, int]] = {}
     for call in record.get("calls", []):
         if call.get("layer") == 1:
-            spend[call["agent"]] = spend.get(call["agent"], 0.0) + float(call.get("list_cost_usd", call.get("cost_usd", 0.0)))
+            usd, used = spend.get(call["agent"], (0.0, 0))
+            spend[call["agent"]] = (usd + float(call.get("list_cost_usd", call.get("cost_usd", 0.0))),
+                                    used + int(call.get("input_tokens", 0)) + int(call.get("output_tokens", 0)))
     return spend
 
 
