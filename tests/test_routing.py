@@ -230,7 +230,7 @@ def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
 def test_search_space_tunes_lambda_and_k(artifact: Path) -> None:
     import optuna
 
-    space = SearchSpace(pool=("x",), router={"path": str(artifact), "lam": [1.0, 1000.0], "k": [1, 3]})
+    space = SearchSpace(router={"path": str(artifact), "lam": [1.0, 1000.0], "k": [1, 3]})
     spec = suggest(optuna.trial.FixedTrial({"router.lam": 25.0, "router.k": 2}), space)
     assert spec.selector is not None and spec.selector.kind == "learned"
     assert spec.selector.args == {"path": str(artifact), "lam": 25.0, "k": 2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,3 +63,37 @@ class EmbeddingCache:
 
 def _key(embedder_id: str, text: str) -> str:
     return hashlib.sha256(f"{embedder_id}\0{text}".encode()).hexdigest()
+
+
+class Memoized:
+    """An embedder that remembers its last `size` texts in memory: a search re-runs the same queries
+    in every trial, and a repeated query should not pay the model again (nor a disk lookup)."""
+
+    def __init__(self, embedder: Embedder, size: int = 20_000) -> None:
+        self.embedder = embedder
+        self.id = embedder.id
+        self.dim = embedder.dim
+        self.size = size
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            fresh = self.embedder.encode(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    self._memo[text] = np.asarray(vector, np.float32)
+                while len(self._memo) > self.size:
+                    self._memo.popitem(last=False)
+        with self._lock:
+            out = []
+            for t in texts:
+                vector = self._memo.get(t)
+                if vector is None:  # evicted by a huge batch: embed it again
+                    vector = self.embedder.encode([t])[0]
+                else:
+                    self._memo.move_to_end(t)
+                out.append(vector)
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from moa_lab.selection import Router
 from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec, task_aggregator, task_prompt
@@ -37,12 +37,13 @@ class SearchSpace(BaseModel):
     `pool` models may be proposers; `layers` is the range of proposer layers (the aggregator comes
     on top); each layer uses a subset of the pool of a size within `proposers`; the aggregator is one
     of `aggregators` (`vote` makes no call; `rank` and `synthesize` use one of `aggregator_models`).
-    With `self_moa`, a study may also pick one pool model sampled k times.
+    With `self_moa`, a study may also pick one pool model sampled k times. With `router`, a study
+    tunes a trained router's λ and k over the router's own pool instead (and `pool` may be empty).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pool: tuple[str, ...] = Field(min_length=1)
+    pool: tuple[str, ...] = ()
     layers: tuple[int, int] = (1, 1)
     proposers: tuple[int, int] | None = None
     """Proposers per layer as [min, max] (default: 1 to the pool size)."""
@@ -61,6 +62,10 @@ class SearchSpace(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
+        if self.router is not None:
+            return self
+        if not self.pool:
+            raise ValueError("pool needs at least one model (or give a router)")
         lo, hi = self.layers
         if not 1 <= lo <= hi <= 4:
             raise ValueError("layers is [min, max] within 1..4")

@@ -54,7 +54,13 @@ class TrialResult:
 def search_config(exp: Experiment) -> SearchConfig:
     if exp.spec.search is None:
         raise ConfigError(f"{exp.source}: `moa-lab search` needs a search: section")
-    return validate(SearchConfig, exp.spec.search, source=exp.source, prefix="search")
+    config = validate(SearchConfig, exp.spec.search, source=exp.source, prefix="search")
+    router = config.space.router
+    if router is None:
+        return config
+    # a router's path is relative to the experiment file, like every other path in it
+    space = config.space.model_copy(update={"router": router.model_copy(update={"path": str(exp.path(router.path))})})
+    return config.model_copy(update={"space": space})
 
 
 def study_dir(exp: Experiment) -> Path:
@@ -88,7 +94,10 @@ def ledger_url(exp: Experiment, storage: str | None) -> str:
 
 def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
     """Params of known baselines, tried first: the dearest pool model alone, every pool model in
-    one layer (MoA-Lite), and the dearest model sampled k times (Self-MoA)."""
+    one layer (MoA-Lite), and the dearest model sampled k times (Self-MoA). A router study starts
+    from the ends of its λ range (quality first, then cost first)."""
+    if space.router is not None:
+        return [{"router.lam": space.router.lam[0]}, {"router.lam": space.router.lam[1]}]
     dearest = max(space.pool, key=lambda m: models.get(m).price.output_per_mtok)
     base: dict[str, Any] = {"layers": 1} if space.layers[1] > 1 else {}
     if space.self_moa_k is not None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from moa_lab.core import ConfigError
-from moa_lab.embedding import Embedder, build_embedder
+from moa_lab.embedding import Embedder, Memoized, build_embedder
 from moa_lab.selection._vote import vote_static
 from moa_lab.topology import AgentSpec
 
@@ -335,8 +335,9 @@ _EMBEDDERS: dict[str, Embedder] = {}
 
 
 def _shared_embedder(spec: str | Mapping[str, Any]) -> Embedder:
-    """One embedder per spec per process: a study builds a selector per trial, the model loads once."""
+    """One embedder per spec per process: a study builds a selector per trial, the model loads once
+    and each query is embedded once."""
     key = json.dumps(spec, sort_keys=True)
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = build_embedder(spec)
+        _EMBEDDERS[key] = Memoized(build_embedder(spec))
     return _EMBEDDERS[key]
