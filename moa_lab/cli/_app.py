@@ -336,8 +336,11 @@ def study_storage_hint(exp: Experiment, storage: str | None) -> str:
 
 
 def _describe(spec: Any) -> str:
-    layers = " | ".join(",".join(a.args.get("model", "?").split("/")[-1] for a in layer.proposers) for layer in spec.layers)
     agg = spec.aggregator.agent if spec.aggregator else "-"
+    if spec.selector is not None and spec.selector.kind == "learned":
+        knobs = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.selector.args.items() if k != "path")
+        return escape(f"learned({knobs}) over {len(spec.layers[0].proposers)} -> {agg}")
+    layers = " | ".join(",".join(a.args.get("model", "?").split("/")[-1] for a in layer.proposers) for layer in spec.layers)
     return escape(f"[{layers}] -> {agg}")
 
 
