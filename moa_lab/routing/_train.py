@@ -67,6 +67,8 @@ def train_router(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder_
     if len(data.ids) < config.folds * 2:
         raise ConfigError(f"{len(data.ids)} queries are too few to train a router with {config.folds}-fold cross-validation")
     folds = _folds(len(data.ids), config.folds, config.seed)
+    import sklearn.linear_model  # noqa: F401  (load scipy's BLAS before limiting it, so even the first
+    import sklearn.neural_network  # noqa: F401  fit is single-threaded and the result reproducible)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small matrices: BLAS threads cost more than they save (10-40x here)
