@@ -280,3 +280,47 @@ def test_bad_inputs_say_what_is_wrong(recorded: Path, tmp_path: Path) -> None:
         train(recorded, tmp_path / "o", embedder="hsh")
     with pytest.raises(ConfigError, match="aggregator must be one of.*did you mean .vote."):
         TrainConfig(aggregator="vot")
+
+
+def test_a_router_trained_on_a_runlog_is_evaluated_on_its_held_out_queries(tmp_path: Path) -> None:
+    qs = _questions(60)
+    gold = {text: g for _, text, g in qs}
+    rng = random.Random(2)
+    client = ScriptedClient(responder=lambda r: _reply(r.model, r.messages[-1].content, gold[r.messages[-1].content], rng))
+    models = ModelSet(clients={"fake": client}, cache=MemoryCache(), prices=PriceTable.from_mapping(
+        {m: {"input": 1.0, "output": 1.0} for m in ("fruit-expert", "train-expert")} | {"all-rounder": {"input": 50.0, "output": 50.0}}))
+    pool = tuple(AgentSpec(agent="plain", model=f"fake/{m}") for m in ("fruit-expert", "train-expert", "all-rounder"))
+    spec = TopologySpec(layers=(LayerSpec(proposers=pool),), aggregator=AgentSpec(agent="vote", extractor="answer"))
+    runlog = tmp_path / "run.jsonl"
+    asyncio.run(evaluate_topology(spec, [Sample(t, str(g), q) for q, t, g in qs], models, build("scorer", "numeric"), runlog=runlog))
+    train(runlog, tmp_path / "r", embedder=HASH, config=TrainConfig(folds=3), extractor="answer")
+    result, _ = evaluate(tmp_path / "r", runlog, mlflow=False)
+    assert result.test_queries == 18 and result.train_queries == 42
+    cheap = [p for p in result.curve("router") if p.usd < result.summary["best_single"]["usd"] / 5]
+    assert max(p.accuracy for p in cheap) >= 0.9  # the right expert per question, at a fiftieth of the dear model
+
+
+def test_training_twice_in_a_fresh_process_gives_the_same_router(tmp_path: Path) -> None:
+    """The first fit in a process once ran with multi-threaded BLAS (loaded after the thread limit
+    was set), so the same seed gave another router the second time."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, numpy as np
+from moa_lab.embedding import HashEmbedder
+from moa_lab.routing import RoutingData, TrainConfig, train_router
+rng = np.random.default_rng(0)
+queries = [f"question {i} about {rng.choice(['apples', 'trains', 'ships'])} and {rng.integers(100)}" for i in range(600)]
+scores = (rng.random((600, 4)) < 0.7).astype(float)
+data = RoutingData([str(i) for i in range(600)], queries, [{"agent": "plain", "model": f"m{j}"} for j in range(4)],
+                   [f"m{j}" for j in range(4)], scores, np.where(scores > 0, 0, np.arange(1, 5)).astype(np.int32),
+                   np.full((600, 4), 1e-4), np.full((600, 4), 100.0), "synthetic")
+embedder = HashEmbedder(384)
+x = embedder.encode(queries)
+a, b = (train_router(data, x, embedder, {"kind": "hash", "dim": 384}, TrainConfig(kinds=("mlp", "mf"))) for _ in range(2))
+same = a.meta["predictors"] == b.meta["predictors"] and all(np.array_equal(a.arrays[k], b.arrays[k], equal_nan=True) for k in a.arrays)
+sys.exit(0 if same else 1)
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:] or "the second router differs from the first"
