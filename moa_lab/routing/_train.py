@@ -79,28 +79,7 @@ def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarr
            embedder_spec: dict[str, Any], config: TrainConfig, start: float) -> Router:
     candidates = {kind: _CANDIDATES[kind](x, y, folds, config) for kind in config.kinds}
     candidates = {k: c for k, c in candidates.items() if c is not None}
-    m = y.shape[1]
-    chosen: list[str] = []
-    platt = np.zeros((m, 2))
-    oof = np.zeros_like(y)
-    cv: list[dict[str, float]] = []
-    for j in range(m):
-        known = ~np.isnan(y[:, j])
-        yj = y[known, j]
-        rate = float(np.clip(yj.mean() if len(yj) else 0.5, 1e-3, 1 - 1e-3))
-        losses = {"constant": _log_loss(yj, np.full(len(yj), rate))}
-        fits = {"constant": (0.0, float(np.log(rate / (1 - rate))))}
-        if 0 < yj.sum() < len(yj):
-            for kind, cand in candidates.items():
-                a, b = _platt(cand.raw[known, j], yj)
-                losses[kind] = _log_loss(yj, _sigmoid(a * cand.raw[known, j] + b))
-                fits[kind] = (a, b)
-        best = min(losses, key=losses.__getitem__)
-        chosen.append(best)
-        platt[j] = fits[best]
-        raw_j = candidates[best].raw[:, j] if best != "constant" else np.zeros(len(y))
-        oof[:, j] = _sigmoid(platt[j, 0] * raw_j + platt[j, 1])
-        cv.append({k: round(v, 5) for k, v in losses.items()})
+    chosen, platt, oof, cv = _choose(candidates, y)
     arrays: dict[str, np.ndarray] = {"platt": platt}
     for kind, cand in candidates.items():
         users = [j for j, c in enumerate(chosen) if c == kind]
@@ -128,6 +107,35 @@ def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarr
         _fit_library(router, data, x, folds)
     meta["training"]["seconds"] = round(time.perf_counter() - start, 2)
     return router
+
+
+def _choose(candidates: dict[str, Candidate], y: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, list[dict[str, float]]]:
+    """Per proposer, the kind with the lowest out-of-fold log loss after Platt scaling (the constant
+    base rate unless a model beats it): chosen kinds, Platt (a, b), calibrated out-of-fold
+    predictions, and every kind's loss."""
+    m = y.shape[1]
+    chosen: list[str] = []
+    platt = np.zeros((m, 2))
+    oof = np.zeros_like(y)
+    cv: list[dict[str, float]] = []
+    for j in range(m):
+        known = ~np.isnan(y[:, j])
+        yj = y[known, j]
+        rate = float(np.clip(yj.mean() if len(yj) else 0.5, 1e-3, 1 - 1e-3))
+        losses = {"constant": _log_loss(yj, np.full(len(yj), rate))}
+        fits = {"constant": (0.0, float(np.log(rate / (1 - rate))))}
+        if 0 < yj.sum() < len(yj):
+            for kind, cand in candidates.items():
+                a, b = _platt(cand.raw[known, j], yj)
+                losses[kind] = _log_loss(yj, _sigmoid(a * cand.raw[known, j] + b))
+                fits[kind] = (a, b)
+        best = min(losses, key=losses.__getitem__)
+        chosen.append(best)
+        platt[j] = fits[best]
+        raw_j = candidates[best].raw[:, j] if best != "constant" else np.zeros(len(y))
+        oof[:, j] = _sigmoid(platt[j, 0] * raw_j + platt[j, 1])
+        cv.append({k: round(v, 5) for k, v in losses.items()})
+    return chosen, platt, oof, cv
 
 
 # -- predictor kinds: out-of-fold raw scores, then a refit on all rows for the proposers that chose it --
