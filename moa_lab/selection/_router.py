@@ -101,8 +101,8 @@ class Router:
         absent = [k for k in index if k not in given]
         if unknown or absent or len(set(given)) != len(given):
             lines = [f"router proposer pool does not match the topology's layer 1 ({len(index)} trained, {len(given)} given)"]
-            lines += [f"  not in the router: {k}" for k in unknown[:5]]
-            lines += [f"  missing from the topology: {k}" for k in absent[:5]]
+            lines += [f"  not in the router: {k}" for k in unknown[:5]] + _more(unknown)
+            lines += [f"  missing from the topology: {k}" for k in absent[:5]] + _more(absent)
             if len(set(given)) != len(given):
                 lines.append("  the topology lists a proposer twice")
             raise ConfigError("\n".join(lines) + "\nretrain the router on this pool, or use the pool it was trained on")
@@ -228,6 +228,10 @@ class Router:
             shifted = np.where(valid, _sigmoid(logits + shift[safe]), 0.0)
             total += weight * vote_quality(shifted, valid, mix)
         return total
+
+
+def _more(items: list[str], shown: int = 5) -> list[str]:
+    return [f"  ... and {len(items) - shown} more"] if len(items) > shown else []
 
 
 def vote_quality(probs: np.ndarray, valid: np.ndarray, mix: float) -> np.ndarray:
