@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from moa_lab.agents import AgentContext
 from moa_lab.cli import app
 from moa_lab.core import ConfigError, Message, Proposal, Sample, Usage
-from moa_lab.embedding import EmbeddingCache, HashEmbedder, embed
+from moa_lab.embedding import EmbeddingCache, embed
 from moa_lab.evaluation import evaluate as evaluate_topology
 from moa_lab.models import MemoryCache, ModelSet, PriceTable, estimate_prompt_tokens, estimate_tokens
 from moa_lab.pipeline import Pipeline
@@ -27,7 +27,7 @@ from moa_lab.routing import TrainConfig, evaluate, from_recorded, from_runlogs, 
 from moa_lab.routing._data import _answer_ids
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.selection import LearnedSelector, Router, build_selector, vote_static
-from moa_lab.testing import ScriptedClient
+from moa_lab.testing import HashEmbedder, ScriptedClient
 from moa_lab.tracking import read_runlog
 from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
