@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,17 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"recorded data not found at {DATA} (the shared data folder is not on this machine)")
     return DATA
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh moa-lab cache folder (calls, embeddings) that shares the assembled embedded model
+    file when CI set MOA_LAB_CACHE_DIR, so end-to-end tests do not assemble it again."""
+    shared = os.environ.get("MOA_LAB_CACHE_DIR")
+    path = tmp_path_factory.mktemp("moa-cache")
+    if shared and (Path(shared) / "models").is_dir():
+        (path / "models").symlink_to(Path(shared) / "models")
+    return path
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ def _ask(cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("MOA_LAB_CACHE_DIR")  # reuse the assembled model file when CI set one
-    path = tmp_path_factory.mktemp("moa-cache")
-    if shared and (Path(shared) / "models").is_dir():
-        (path / "models").symlink_to(Path(shared) / "models")
-    return path
-
-
 def test_ask_self_moa_on_the_embedded_model_then_from_cache(cache_dir: Path) -> None:
     first = _ask(cache_dir)
     assert first.returncode == 0, first.stderr[-2000:] + first.stdout[-2000:]

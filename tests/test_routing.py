@@ -174,19 +174,23 @@ def test_learned_selector_in_a_live_pipeline_calls_only_the_chosen_proposers(rec
     assert len(client.requests) == sum(len(r.selected) for r in results) < 2 * len(results)
 
 
-def test_training_data_from_runlogs(tmp_path: Path) -> None:
-    qs = _questions(30)
+def _scripted_runlog(path: Path, questions: int, seed: int, prices: dict[str, float]) -> Path:
+    """An evaluation RunLog of a vote over the models in `prices` ($ per million tokens, in and
+    out), answering scripted like the recorded dataset."""
+    qs = _questions(questions)
     gold = {text: g for _, text, g in qs}
-    rng = random.Random(1)
+    rng = random.Random(seed)
     client = ScriptedClient(responder=lambda r: _reply(r.model, r.messages[-1].content, gold[r.messages[-1].content], rng))
-    models = ModelSet(clients={"fake": client}, cache=MemoryCache(), prices=PriceTable.from_mapping(
-        {"fruit-expert": {"input": 1.0, "output": 1.0}, "train-expert": {"input": 2.0, "output": 2.0}}))
-    spec = TopologySpec(
-        layers=(LayerSpec(proposers=(AgentSpec(agent="plain", model="fake/fruit-expert"), AgentSpec(agent="plain", model="fake/train-expert"))),),
-        aggregator=AgentSpec(agent="vote", extractor="answer"),
-    )
-    runlog = tmp_path / "run.jsonl"
-    asyncio.run(evaluate_topology(spec, [Sample(t, str(g), q) for q, t, g in qs], models, build("scorer", "numeric"), runlog=runlog))
+    models = ModelSet(clients={"fake": client}, cache=MemoryCache(),
+                      prices=PriceTable.from_mapping({m: {"input": usd, "output": usd} for m, usd in prices.items()}))
+    pool = tuple(AgentSpec(agent="plain", model=f"fake/{m}") for m in prices)
+    spec = TopologySpec(layers=(LayerSpec(proposers=pool),), aggregator=AgentSpec(agent="vote", extractor="answer"))
+    asyncio.run(evaluate_topology(spec, [Sample(t, str(g), q) for q, t, g in qs], models, build("scorer", "numeric"), runlog=path))
+    return path
+
+
+def test_training_data_from_runlogs(tmp_path: Path) -> None:
+    runlog = _scripted_runlog(tmp_path / "run.jsonl", 30, 1, {"fruit-expert": 1.0, "train-expert": 2.0})
     data = from_runlogs([runlog], extractor="answer")
     assert data.proposers == [{"agent": "plain", "model": "fake/fruit-expert"}, {"agent": "plain", "model": "fake/train-expert"}]
     fruit = np.array(["apples" in q for q in data.queries])
@@ -283,16 +287,7 @@ def test_bad_inputs_say_what_is_wrong(recorded: Path, tmp_path: Path) -> None:
 
 
 def test_a_router_trained_on_a_runlog_is_evaluated_on_its_held_out_queries(tmp_path: Path) -> None:
-    qs = _questions(60)
-    gold = {text: g for _, text, g in qs}
-    rng = random.Random(2)
-    client = ScriptedClient(responder=lambda r: _reply(r.model, r.messages[-1].content, gold[r.messages[-1].content], rng))
-    models = ModelSet(clients={"fake": client}, cache=MemoryCache(), prices=PriceTable.from_mapping(
-        {m: {"input": 1.0, "output": 1.0} for m in ("fruit-expert", "train-expert")} | {"all-rounder": {"input": 50.0, "output": 50.0}}))
-    pool = tuple(AgentSpec(agent="plain", model=f"fake/{m}") for m in ("fruit-expert", "train-expert", "all-rounder"))
-    spec = TopologySpec(layers=(LayerSpec(proposers=pool),), aggregator=AgentSpec(agent="vote", extractor="answer"))
-    runlog = tmp_path / "run.jsonl"
-    asyncio.run(evaluate_topology(spec, [Sample(t, str(g), q) for q, t, g in qs], models, build("scorer", "numeric"), runlog=runlog))
+    runlog = _scripted_runlog(tmp_path / "run.jsonl", 60, 2, {"fruit-expert": 1.0, "train-expert": 1.0, "all-rounder": 50.0})
     train(runlog, tmp_path / "r", embedder=HASH, config=TrainConfig(folds=3), extractor="answer")
     result, _ = evaluate(tmp_path / "r", runlog, mlflow=False)
     assert result.test_queries == 18 and result.train_queries == 42

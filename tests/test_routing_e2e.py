@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +50,6 @@ def test_gsm8k_pool_train_and_eval_through_the_cli(minilm, data_dir: Path, tmp_p
     all18 = next(p for p in result["points"] if p["method"] == "all")
     assert all18["calls"] == 18
     assert all(0 < p["usd"] <= all18["usd"] + 1e-12 for p in result["points"] if p["method"] != "oracle")
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shared = os.environ.get("MOA_LAB_CACHE_DIR")  # reuse the assembled model file when CI set one
-    path = tmp_path_factory.mktemp("moa-cache")
-    if shared and (Path(shared) / "models").is_dir():
-        (path / "models").symlink_to(Path(shared) / "models")
-    return path
 
 
 def test_learned_selector_in_a_live_embedded_topology(minilm, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

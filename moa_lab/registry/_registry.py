@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -96,9 +96,14 @@ def check_args(entry: Registered, args: Mapping[str, Any], *, where: str = "") -
             raise ConfigError(f"{at}{entry.kind} {entry.name!r} needs argument {n!r}")
 
 
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`; did you mean 'x' or 'y'?` for the known names closest to `name`, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 def _unknown(what: str, name: str, known: list[str], where: str) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f"; known: {', '.join(known) or 'none'}"
+    hint = did_you_mean(name, known) or f"; known: {', '.join(known) or 'none'}"
     at = f"{where}: " if where else ""
     return f"{at}unknown {what}{hint}"
 

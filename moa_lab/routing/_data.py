@@ -94,6 +94,7 @@ def from_recorded(
     cost = np.full((q, m), np.nan)
     tokens = np.full((q, m), np.nan)
     texts: list[list[str | None]] = [[None] * m for _ in range(q)]
+    prompts = [estimate_prompt_tokens((Message("user", s.input),)) for s in samples]
     for j, name in enumerate(names):
         price = prices.get(f"{endpoint}/{name}")
         for i, sample in enumerate(samples):
@@ -101,8 +102,7 @@ def from_recorded(
             if output is None:
                 continue
             scores[i, j] = 1.0 if match(output, str(sample.target)) else 0.0
-            prompt = estimate_prompt_tokens((Message("user", sample.input),))
-            usage = Usage(prompt, estimate_tokens(output))
+            usage = Usage(prompts[i], estimate_tokens(output))
             cost[i, j], tokens[i, j] = price.cost(usage).usd, usage.input_tokens + usage.output_tokens
             texts[i][j] = output
     proposers = [{"agent": "plain", "model": f"{endpoint}/{name}"} for name in names]

@@ -81,19 +81,21 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
         points.append(point)
         return point
 
-    # the router: one point per λ
+    def routed(method: str, label: str, subsets: Sequence[Sequence[int]]) -> None:
+        points.append(Point(method, label, float(vote_routed(te.answers, y_te, subsets).mean()),
+                            float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
+                            float(np.mean([len(s) for s in subsets]))))
+
+    # the router, one point per λ; then the same rule fed the true outcomes (how far better
+    # predictions could take it)
     usd = router.cost(np.array([len(q) for q in te.queries]))
-    # the router, then the same rule fed the true outcomes: how far better predictions could take it
     position = np.argsort(order)  # router index -> data column
     predicted = router.success(x[test])
-    predicted_cols = predicted[:, order]
     true_p = np.nan_to_num(y_te, nan=0.0)[:, position]
     for method, p, xs in (("router", predicted, x[test]), ("router-true-p", true_p, [None] * len(test))):
         for lam in lambdas:
-            subsets = [[int(position[j]) for j in router.choose(p[i], usd[i], lam=lam, k=k, x=xs[i])] for i in range(len(test))]
-            points.append(Point(method, f"λ={lam:g}", float(vote_routed(te.answers, y_te, subsets).mean()),
-                                float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
-                                float(np.mean([len(s) for s in subsets]))))
+            routed(method, f"λ={lam:g}",
+                   [[int(position[j]) for j in router.choose(p[i], usd[i], lam=lam, k=k, x=xs[i])] for i in range(len(test))])
     best_single = static("best-single", data.names[by_accuracy[0]], by_accuracy[:1])
     static("cheapest", data.names[int(np.argmin(mean_cost))], [int(np.argmin(mean_cost))])
     static("all", f"vote of all {m}", list(range(m)))
@@ -101,9 +103,7 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
         static("top-k", f"k={size}", by_accuracy[:size])
     rng = np.random.default_rng(seed)
     for size in range(1, m + 1):
-        subsets = [list(rng.choice(m, size, replace=False)) for _ in range(len(test))]
-        points.append(Point("random-k", f"k={size}", float(vote_routed(te.answers, y_te, subsets).mean()),
-                            float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])), float(size)))
+        routed("random-k", f"k={size}", [list(rng.choice(m, size, replace=False)) for _ in range(len(test))])
     for subset in front(measured_subsets(tr)):
         static("static-best", "+".join(data.names[j] for j in subset), subset)
     oracle = _oracle(te)
@@ -115,22 +115,18 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     area = {meth: _area([pt for pt in points if pt.method == meth], lo, hi) for meth in methods}
     result = RouterEval(len(test), len(train), points, area)
     result.summary = _targets(result, best_single, oracle)
-    result.summary["held_out_auc"] = {data.names[j]: _auc(predicted_cols[:, j], y_te[:, j]) for j in range(m)}
+    result.summary["held_out_auc"] = {data.names[j]: _auc(predicted[:, order[j]], y_te[:, j]) for j in range(m)}
     return result
 
 
 def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
-    """Area under the ROC curve (rank statistic); None when the test rows hold one class only."""
+    """Area under the ROC curve; None when the test rows hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
     known = ~np.isnan(y)
-    score, y = score[known], y[known] > 0
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
+    if len(np.unique(y[known])) < 2:
         return None
-    ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable") + 1.0
-    for value in np.unique(score):  # ties share their mean rank
-        tied = score == value
-        ranks[tied] = ranks[tied].mean()
-    return round(float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg)), 4)
+    return round(float(roc_auc_score(y[known] > 0, score[known])), 4)
 
 
 def _oracle(te: RoutingData) -> Point:

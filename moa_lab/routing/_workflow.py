@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from moa_lab.core import ConfigError
-from moa_lab.embedding import EmbeddingCache, build_embedder, embed
+from moa_lab.embedding import Embedder, EmbeddingCache, build_embedder, embed
 from moa_lab.models import default_cache_dir
 from moa_lab.routing._data import RoutingData, load_routing_data
 from moa_lab.routing._evaluate import RouterEval, evaluate_router
@@ -22,10 +22,11 @@ from moa_lab.selection import Router
 
 @dataclass
 class Embedded:
-    """Routing data with one embedding row per query."""
+    """Routing data with one embedding row per query, and the embedder that made them."""
 
     data: RoutingData
     x: np.ndarray
+    embedder: Embedder
     seconds: float
 
 
@@ -39,7 +40,7 @@ def embed_data(source: str | Path, embedder_spec: dict[str, Any], **data_args: A
         x = embed(embedder, data.queries, cache)
     finally:
         cache.close()
-    return Embedded(data, x, time.perf_counter() - start)
+    return Embedded(data, x, embedder, time.perf_counter() - start)
 
 
 def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] = "minilm", test_fraction: float = 0.3,
@@ -51,7 +52,7 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)
     config = config or TrainConfig(seed=seed)
-    router = train_router(data.rows(rows), loaded.x[rows], build_embedder(spec), spec, config)
+    router = train_router(data.rows(rows), loaded.x[rows], loaded.embedder, spec, config)
     router.meta["training"] |= {
         "split": {"holdout": holdout, "test_fraction": test_fraction, "seed": seed},
         "embedding_seconds": round(loaded.seconds, 2),

@@ -44,6 +44,7 @@ class Router:
 
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    _overall: dict[tuple[int, ...], float] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def proposers(self) -> list[dict[str, Any]]:
@@ -161,8 +162,10 @@ class Router:
         members = a["lib_members"]
         local = (w @ a["lib_outcome"][nearest] + alpha * a["lib_global"]) / (w.sum() + alpha)
         answers, success = a["train_answers"], a["train_success"]
-        mine = (w @ vote_static(answers[nearest], success[nearest], greedy)
-                + alpha * vote_static(answers, success, greedy).mean()) / (w.sum() + alpha)
+        overall = self._overall.get(tuple(greedy))
+        if overall is None:  # the greedy subset's accuracy on every training query, once per subset
+            overall = self._overall[tuple(greedy)] = float(vote_static(answers, success, greedy).mean())
+        mine = (w @ vote_static(answers[nearest], success[nearest], greedy) + alpha * overall) / (w.sum() + alpha)
         valid = members >= 0
         spend = np.append(np.where(valid, usd[np.where(valid, members, 0)], 0.0).sum(axis=1), usd[greedy].sum())
         sizes = np.append(valid.sum(axis=1), len(greedy))

@@ -1,0 +1,171 @@
+"""Per-proposer success predictors on the query embedding: kNN, logistic regression, an MLP and a
+shared factor model. Each kind gives out-of-fold raw scores (for choosing and calibrating it) and a
+refit on every row, exported as plain arrays the numpy-only selector reads."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from moa_lab.selection._router import _knn, _sigmoid
+
+if TYPE_CHECKING:
+    from moa_lab.routing._train import TrainConfig
+
+KINDS = ("knn", "logistic", "mlp", "mf")
+KNN_KS = (10, 25, 50)
+
+
+@dataclass
+class Candidate:
+    """Out-of-fold raw scores of one predictor kind for every proposer, and how to refit it."""
+
+    raw: np.ndarray
+    fit: Callable[[np.ndarray, np.ndarray, list[int]], dict[str, np.ndarray]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _knn_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+    raws = {k: np.zeros_like(y) for k in KNN_KS}
+    for val in folds:
+        train = np.setdiff1d(np.arange(len(y)), val)
+        for k in KNN_KS:
+            raws[k][val] = _knn(x[val], x[train], y[train], k)
+    # one k for the pool: the one whose raw scores rank outcomes best on average
+    k = min(KNN_KS, key=lambda kk: np.mean([_platt_loss(raws[kk][:, j], y[:, j]) for j in range(y.shape[1])]))
+
+    def fit(x_all: np.ndarray, y_all: np.ndarray, users: list[int]) -> dict[str, np.ndarray]:
+        return {"knn_x": x_all.astype(np.float32), "knn_y": y_all.astype(np.float32)}
+
+    return Candidate(raws[k], fit, {"k": k})
+
+
+def _logistic_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+    from sklearn.linear_model import LogisticRegression
+
+    def model() -> Any:
+        return LogisticRegression(C=1.0, max_iter=300)
+
+    raw = _per_proposer_oof(x, y, folds, model, lambda est, xv: est.decision_function(xv))
+
+    def fit(x_all: np.ndarray, y_all: np.ndarray, users: list[int]) -> dict[str, np.ndarray]:
+        w = np.zeros((x_all.shape[1], y_all.shape[1]))
+        b = np.zeros(y_all.shape[1])
+        for j in users:
+            known = ~np.isnan(y_all[:, j])
+            est = model().fit(x_all[known], y_all[known, j])
+            w[:, j], b[j] = est.coef_[0], est.intercept_[0]
+        return {"lr_w": w.astype(np.float32), "lr_b": b.astype(np.float32)}
+
+    return Candidate(raw, fit)
+
+
+def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+    from sklearn.neural_network import MLPClassifier
+
+    def model() -> Any:
+        return MLPClassifier((config.hidden,), alpha=1e-2, solver="lbfgs", max_iter=200, random_state=config.seed)
+
+    raw = _per_proposer_oof(x, y, folds, model, lambda est, xv: _mlp_logits(est, xv))
+
+    def fit(x_all: np.ndarray, y_all: np.ndarray, users: list[int]) -> dict[str, np.ndarray]:
+        out = {}
+        for j in users:
+            known = ~np.isnan(y_all[:, j])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est = model().fit(x_all[known], y_all[known, j])
+            out |= {f"mlp{j}_w1": est.coefs_[0], f"mlp{j}_b1": est.intercepts_[0],
+                    f"mlp{j}_w2": est.coefs_[1], f"mlp{j}_b2": est.intercepts_[1]}
+        return {k: v.astype(np.float32) for k, v in out.items()}
+
+    return Candidate(raw, fit)
+
+
+def _mf_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate | None:
+    """A factor model over (query, proposer): query factors from the embedding through one shared
+    hidden layer, one output per proposer (a multi-label MLP). Needs every cell known."""
+    if np.isnan(y).any():
+        return None
+    from sklearn.neural_network import MLPClassifier
+
+    def model() -> Any:
+        return MLPClassifier((config.hidden,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=config.seed)
+
+    raw = np.zeros_like(y)
+    for val in folds:
+        train = np.setdiff1d(np.arange(len(y)), val)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = model().fit(x[train], y[train].astype(int))
+        raw[val] = _mlp_logits(est, x[val])
+
+    def fit(x_all: np.ndarray, y_all: np.ndarray, users: list[int]) -> dict[str, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = model().fit(x_all, y_all.astype(int))
+        return {"mf_w1": est.coefs_[0].astype(np.float32), "mf_b1": est.intercepts_[0].astype(np.float32),
+                "mf_w2": est.coefs_[1].astype(np.float32), "mf_b2": est.intercepts_[1].astype(np.float32)}
+
+    return Candidate(raw, fit)
+
+
+CANDIDATES: dict[str, Callable[..., Candidate | None]] = {
+    "knn": _knn_candidate, "logistic": _logistic_candidate, "mlp": _mlp_candidate, "mf": _mf_candidate,
+}
+
+
+def _per_proposer_oof(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], model: Callable[[], Any],
+                      score: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
+    raw = np.zeros_like(y)
+    for j in range(y.shape[1]):
+        for val in folds:
+            train = np.setdiff1d(np.arange(len(y)), val)
+            train = train[~np.isnan(y[train, j])]
+            labels = y[train, j]
+            if labels.min() == labels.max():  # one class in this fold: nothing to separate
+                raw[val, j] = 0.0
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est = model().fit(x[train], labels)
+            raw[val, j] = score(est, x[val])
+    return raw
+
+
+def _mlp_logits(est: Any, x: np.ndarray) -> np.ndarray:
+    hidden = np.maximum(x @ est.coefs_[0] + est.intercepts_[0], 0.0)
+    out = hidden @ est.coefs_[1] + est.intercepts_[1]
+    return out.ravel() if out.shape[1] == 1 else out
+
+
+# -- calibration ---------------------------------------------------------------------------------------
+
+
+def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: the (a, b) of sigmoid(a * raw + b) that fit the labels best."""
+    from sklearn.linear_model import LogisticRegression
+
+    if raw.std() < 1e-9:
+        rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+        return 0.0, float(np.log(rate / (1 - rate)))
+    est = LogisticRegression(C=1e4, max_iter=200).fit(raw[:, None], y)
+    return float(est.coef_[0, 0]), float(est.intercept_[0])
+
+
+def _platt_loss(raw: np.ndarray, y: np.ndarray) -> float:
+    known = ~np.isnan(y)
+    yk = y[known]
+    if yk.min() == yk.max():
+        return 0.0
+    a, b = platt(raw[known], yk)
+    return log_loss(yk, _sigmoid(a * raw[known] + b))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
