@@ -36,9 +36,8 @@ def once(folder: Path, cached: bool, trials: int) -> tuple[int, float, float, fl
         exp = Experiment.load(path)
     finally:
         path.unlink()
-    models = exp.model_set(use_cache=False)
+    models = exp.model_set(use_cache=False, budget=Budget())  # no cap, only the meter
     models.cache = SqliteCache(folder / "calls.sqlite") if cached else None
-    models.budget = Budget()  # no cap, only the meter
     calls = {"paid": 0}
 
     async def main() -> float:

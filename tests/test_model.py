@@ -118,3 +118,18 @@ async def test_a_call_waits_for_calls_in_flight_instead_of_being_refused(tmp_pat
     )
     assert first.error is None and second.error is None and budget.refused == 0
     assert budget.spent_usd <= budget.max_usd  # type: ignore[operator]
+
+
+async def test_a_zero_budget_given_at_construction_refuses_the_first_call(tmp_path: Path) -> None:
+    client = ScriptedClient()
+    models = _models(client, tmp_path, budget=Budget(usd=0.0))
+    record = await models.get("fake/m").call(Q, Sampling(max_tokens=8))
+    assert record.error is not None and record.error.startswith("BudgetExceeded")
+    assert client.requests == [] and models.budget is not None and models.budget.spent_usd == 0
+
+
+def test_assigning_a_budget_after_construction_raises(tmp_path: Path) -> None:
+    models = _models(ScriptedClient(), tmp_path)
+    with pytest.raises(AttributeError, match="fixed at construction"):
+        models.budget = Budget(usd=0.0)
+    assert models.budget is None

@@ -13,7 +13,7 @@ import yaml
 from moa_lab import ConfigError
 from moa_lab.evaluation import Experiment
 from moa_lab.models import MemoryCache, Price, PriceTable
-from moa_lab.search import SearchSpace, run_study, suggest
+from moa_lab.search import SearchSpace, run_study, study_budget, suggest
 from moa_lab.testing import ScriptedClient
 from moa_lab.tracking import read_runlog
 
@@ -54,7 +54,7 @@ def _experiment(tmp_path: Path, budget: float | None, trials: int = 8) -> Experi
 
 
 def _models(exp: Experiment, client: ScriptedClient):  # type: ignore[no-untyped-def]
-    models = exp.model_set(use_cache=False)
+    models = exp.model_set(use_cache=False, budget=study_budget(exp))
     models.cache = MemoryCache()
     models.prices = PriceTable({m.split("/")[1]: Price(1000.0, 1000.0) for m in POOL})
     models.add_client("fake", client)

@@ -57,15 +57,14 @@ def ask(
     """Ask one question; print each layer's proposals, the answer, tokens, $ and latency."""
     args = _parse_args(arg)
     spec = load_topology({"preset": topology, **args} if args else topology)
+    budget = Budget(usd=budget_usd) if budget_usd is not None else None
     if config is not None:
         experiment = Experiment.load(config, topology=spec.model_dump(mode="json"))
-        models = experiment.model_set(use_cache=False if no_cache else None)
+        models = experiment.model_set(use_cache=False if no_cache else None, budget=budget)
     else:
         cache_dir = default_cache_dir()
         cache = MemoryCache() if no_cache else SqliteCache(cache_dir / "calls.sqlite")
-        models = ModelSet(cache=cache, cache_dir=cache_dir, local_slots=spec.width)
-    if budget_usd is not None:
-        models.budget = Budget(usd=budget_usd)
+        models = ModelSet(cache=cache, budget=budget, cache_dir=cache_dir, local_slots=spec.width)
 
     async def main() -> QueryResult:
         async with models:
@@ -240,10 +239,10 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
 ) -> None:
     """Search topologies with Optuna under the study's hard budget; prints each trial and the front."""
-    from moa_lab.search import load_study, open_study, pareto as front, run_study
+    from moa_lab.search import load_study, open_study, pareto as front, run_study, study_budget
 
     exp = Experiment.load(experiment)
-    models = exp.model_set()
+    models = exp.model_set(budget=study_budget(exp, storage))
     if workers > 1:
         import subprocess
 

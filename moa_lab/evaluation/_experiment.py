@@ -188,8 +188,11 @@ class Experiment:
             out[name] = config
         return out
 
-    def model_set(self, *, cache_dir: Path | None = None, use_cache: bool | None = None) -> ModelSet:
-        """The ModelSet this experiment runs on: its endpoints, prices, budget and cache."""
+    def model_set(
+        self, *, cache_dir: Path | None = None, use_cache: bool | None = None, budget: Budget | None = None
+    ) -> ModelSet:
+        """The ModelSet this experiment runs on: its endpoints, prices, budget and cache. `budget`
+        replaces the file's (a study's shared ledger, a command line cap)."""
         cache_dir = cache_dir or default_cache_dir()
         prices = PriceTable.default()
         if self.spec.prices:
@@ -202,7 +205,8 @@ class Experiment:
             cache = RedisCache(cache_setting)
         elif isinstance(cache_setting, str):
             cache = SqliteCache(self.path(cache_setting)) if cache_setting != "memory" else MemoryCache()
-        budget = Budget(self.spec.budget.usd, self.spec.budget.tokens) if self.spec.budget else None
+        if budget is None and self.spec.budget is not None:
+            budget = Budget(self.spec.budget.usd, self.spec.budget.tokens)
         return ModelSet(
             self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.width()
         )

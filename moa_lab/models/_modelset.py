@@ -51,13 +51,23 @@ class ModelSet:
         self.endpoints = {**default_endpoints(), **(endpoints or {})}
         self.prices = prices or PriceTable.default()
         self.cache = cache
-        self.budget = budget
+        self._budget = budget
         self.cache_dir = cache_dir or default_cache_dir()
         self.local_slots = local_slots
         self._clients: dict[str, ModelClient] = dict(clients or {})
         self._given = set(self._clients)
         self._limiters: dict[str, asyncio.Semaphore] = {}
         self._models: dict[str, Model] = {}
+
+    @property
+    def budget(self) -> Budget | None:
+        """The hard cap every call is admitted against; fixed when the ModelSet is built."""
+        return self._budget
+
+    @budget.setter
+    def budget(self, _: object) -> None:
+        raise AttributeError("a ModelSet's budget is fixed at construction: pass ModelSet(budget=...) "
+                             "(or Experiment.model_set(budget=...)); models already built would ignore a later one")
 
     def add_client(self, endpoint: str, client: ModelClient) -> None:
         """Serve `<endpoint>/<model>` from a ready client (a test fake, a custom provider)."""
@@ -116,7 +126,7 @@ class ModelSet:
             price=self.prices.get(name),
             retry=retry,
             cache=self.cache,
-            budget=self.budget,
+            budget=self._budget,
             prompt_overhead_tokens=overhead,
         )
 

@@ -9,6 +9,7 @@ from moa_lab.search._study import (
     open_study,
     pareto,
     run_study,
+    study_budget,
     search_config,
     trial_table,
 )
@@ -16,4 +17,4 @@ from moa_lab.search._study import (
 __all__ = [
     "LedgerBudget",
     "open_study",
-    "SearchConfig", "SearchSpace", "TrialResult", "load_study", "pareto", "run_study", "search_config", "suggest", "trial_table"]
+    "SearchConfig", "SearchSpace", "TrialResult", "load_study", "pareto", "run_study", "study_budget", "search_config", "suggest", "trial_table"]

@@ -92,6 +92,16 @@ def ledger_url(exp: Experiment, storage: str | None) -> str:
     return f"sqlite:///{study_dir(exp) / 'budget.sqlite'}"
 
 
+def study_budget(exp: Experiment, storage: str | None = None) -> Budget | None:
+    """The study's hard cap as a ledger every worker shares (None when the study has no budget)."""
+    config = search_config(exp)
+    if config.budget_usd is None:
+        return None
+    from moa_lab.search._ledger import LedgerBudget
+
+    return LedgerBudget(ledger_url(exp, storage), exp.spec.name, config.budget_usd)  # type: ignore[return-value]
+
+
 def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
     """Params of known baselines, tried first: the dearest pool model alone, every pool model in
     one layer (MoA-Lite), and the dearest model sampled k times (Self-MoA). A router study starts
@@ -173,9 +183,8 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
 
     config = search_config(exp)
     if config.budget_usd is not None and models.budget is None:
-        from moa_lab.search._ledger import LedgerBudget
-
-        models.budget = LedgerBudget(ledger_url(exp, storage), exp.spec.name, config.budget_usd)  # type: ignore[assignment]
+        raise ConfigError(f"{exp.source}: the study has a budget_usd; build its models with "
+                          "exp.model_set(budget=study_budget(exp, storage)) so every worker shares one ledger")
     study = open_study(exp, models, storage=storage, resume=resume)
     target = config.trials if trials is None else trials
     storage_ = study._storage  # noqa: SLF001 - optuna's heartbeat API lives on the storage
