@@ -52,8 +52,8 @@ def once(folder: Path, cached: bool, trials: int) -> tuple[int, float, float, fl
     elapsed = asyncio.run(main())
     paid_calls = 0
     for log in (folder / ("cached" if cached else "uncached")).rglob("*.jsonl"):
-        for record in read_runlog(log)[1]:
-            paid_calls += sum(1 for c in record["calls"] if not c["cached"] and not c["error"])
+        for record in read_runlog(log).records:
+            paid_calls += sum(1 for c in record.calls if not c.cached and not c.error)
     return paid_calls, models.budget.spent_usd, elapsed, float(calls["best"])
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from moa_lab import Sampling
-from moa_lab.evaluation import Experiment, run_suite
+from moa_lab.evaluation import Experiment, run_experiment
 from moa_lab.tracking import MlflowTracker
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart_eval.yaml"
@@ -43,7 +43,7 @@ def once(folder: Path, tracked: bool) -> float:
             # start the embedded server before timing: both runs then measure only the evaluation
             await models.get("local").call((), Sampling(max_tokens=1), prompt="warm up:")
             start = time.perf_counter()
-            await run_suite(exp, models, tracker=tracker)
+            await run_experiment(exp, models, tracker=tracker)
             return time.perf_counter() - start
 
     return asyncio.run(main())

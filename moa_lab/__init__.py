@@ -12,6 +12,7 @@ from moa_lab.core import (
     CallRecord,
     ConfigError,
     Cost,
+    Exchange,
     Message,
     MoaLabError,
     Proposal,
@@ -20,9 +21,10 @@ from moa_lab.core import (
     Usage,
 )
 from moa_lab.models import Budget, EndpointConfig, ModelSet, PriceTable, SqliteCache
-from moa_lab.pipeline import Pipeline, QueryResult, run, run_async
+from moa_lab.pipeline import Pipeline, run, run_async
 from moa_lab.selection import selector
 from moa_lab.topology import AgentSpec, LayerSpec, TopologySpec, load_topology, preset
+from moa_lab.tracking import QueryRecord
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Cost",
     "EndpointConfig",
+    "Exchange",
     "LayerSpec",
     "Message",
     "ModelSet",
@@ -43,7 +46,7 @@ __all__ = [
     "Pipeline",
     "PriceTable",
     "Proposal",
-    "QueryResult",
+    "QueryRecord",
     "Sample",
     "Sampling",
     "SqliteCache",

@@ -77,13 +77,13 @@ def test_unreachable_endpoint_is_retried_then_recorded(tmp_path: Path) -> None:
         "name: x\ntopology: {preset: single, model: dead/m}\nqueries: [hi]\noutput: out\n"
         "endpoints: {dead: {kind: openai, base_url: 'http://127.0.0.1:9/v1', retries: 2, backoff_s: 0.01, timeout_s: 2}}\n"
     )
-    done = moa("run", str(exp), "--output", str(tmp_path / "run.jsonl"))
+    done = moa("run", str(exp), "--output", str(tmp_path / "runs"))
     assert done.returncode == 0, done.stderr
     from moa_lab.tracking import read_runlog
 
-    _, [record] = read_runlog(tmp_path / "run.jsonl")
-    assert record["answer"] is None and "cannot connect" in record["error"]
-    assert record["calls"][0]["attempts"] == 2
+    [record] = read_runlog(tmp_path / "runs" / "x" / "latest" / "topology.jsonl").records
+    assert record.answer is None and record.error is not None and "cannot connect" in record.error
+    assert record.calls[0].attempts == 2
 
 
 def test_debug_shows_the_traceback() -> None:

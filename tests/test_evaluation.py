@@ -10,7 +10,7 @@ import yaml
 
 from moa_lab.benchmarks import builtin_task
 from moa_lab.core import Request
-from moa_lab.evaluation import Experiment, run_suite
+from moa_lab.evaluation import Experiment, run_experiment
 from moa_lab.testing import ScriptedClient
 from moa_lab.tracking import read_runlog
 
@@ -36,12 +36,12 @@ def test_builtin_tasks_scores_oracle_and_intervals(tmp_path: Path) -> None:
     })
     models = exp.model_set(use_cache=False)
     models.add_client("fake", ScriptedClient(responder=answer))
-    [summary] = asyncio.run(run_suite(exp, models))
+    [summary] = asyncio.run(run_experiment(exp, models)).summaries
     assert summary.samples == 20
     assert summary.quality.mean == 0.0  # four wrong votes beat the one right proposer
     assert summary.oracle is not None and summary.oracle.mean == 1.0
-    _, records = read_runlog(summary.runlog)
-    assert all(r["proposal_scores"][0] == 1.0 and r["proposal_scores"][1:] == [0.0] * 4 for r in records)
+    records = read_runlog(summary.runlog).records
+    assert all(r.proposal_scores[0] == 1.0 and r.proposal_scores[1:] == [0.0] * 4 for r in records)
     assert summary.quality.low <= summary.quality.mean <= summary.quality.high
 
 
@@ -53,8 +53,8 @@ def test_mt_bench_second_turn_is_asked_in_the_same_conversation(data_dir: Path, 
     })
     models = exp.model_set(use_cache=False)
     models.add_client("fake", client)
-    turn1, turn2 = asyncio.run(run_suite(exp, models))
-    assert turn1.samples == 3 and turn2.samples == 3 and math.isnan(turn1.quality.mean)
+    turn1, turn2 = asyncio.run(run_experiment(exp, models)).summaries
+    assert turn1.samples == 3 and turn2.samples == 3 and turn1.quality is None
     second = [r for r in client.requests if len(r.messages) == 3]
     assert len(second) == 3
     first_q = second[0].messages[0].content

@@ -20,10 +20,7 @@ def test_experiment_file_is_valid(path: Path) -> None:
     uses_data = "shared/data" in path.read_text()
     if uses_data and not (Path(__file__).resolve().parents[2] / "shared" / "data").is_dir():
         pytest.skip("needs ../shared/data")
-    if exp.spec.benchmark is not None:
-        assert all(g.samples for g in groups(exp))
-    else:
-        assert exp.samples()
+    assert all(g.samples for g in groups(exp))
 
 
 def test_there_are_experiments() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from moa_lab import ModelSet, Sample
+from moa_lab import Answer, ModelSet, QueryRecord, Sample
 from moa_lab.core import Request
 from moa_lab.models import MemoryCache
 from moa_lab.registry import build
@@ -38,7 +38,8 @@ def test_pairwise_judge_asks_both_orders_and_maps_them_back(tmp_path: Path) -> N
 
 def test_pairwise_summary_reports_win_rates() -> None:
     scorer = build("scorer", "judge-pairwise", {"model": "j/judge"})
-    records = [{"answer": "x" * 100, "score": s, "metadata": {"reference": "y" * 100}} for s in (1.0, 0.0, 1.0, 1.0)]
+    sample = Sample("q", metadata={"reference": "y" * 100})
+    records = [QueryRecord(sample=sample, answer=Answer("x" * 100, "agg"), score=s) for s in (1.0, 0.0, 1.0, 1.0)]
     summary = scorer.summary(records)
     assert summary["win_rate"] == pytest.approx(75.0)
     assert 0 < summary["lc_win_rate"] < 100

@@ -22,7 +22,8 @@ from moa_lab.tracking._mlflow import (
     flatten,
     redact,
 )
-from moa_lab.tracking._runlog import RunLogWriter
+from moa_lab.core import Answer, CallRecord, Cost, Message, Proposal, Sample, Usage
+from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter
 
 T0 = 1764300000.0
 AGENTS = ["L1.1 plain(local)", "L1.2 plain(local)", "L1.3 plain(local)"]
@@ -48,30 +49,23 @@ def _restore_mlflow_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     mlflow.set_tracking_uri(before)
 
 
-def query(i: int, *, started: float | None = T0) -> dict[str, Any]:
+def query(i: int, *, started: float | None = T0) -> QueryRecord:
     base = (started or 0.0) + 10 * i
     calls = []
     for layer in (1, 2):
         for j, agent in enumerate(AGENTS if layer == 1 else ["L2.1 agg(local)"] * 3):
-            calls.append({
-                "agent": agent, "model": "local/gemma-3-270m", "layer": layer,
-                "messages": [{"role": "user", "content": f"q{i} to {agent}"}],
-                "output": f"out {layer}.{j}", "input_tokens": 50, "output_tokens": 3, "cost_usd": 0.0001,
-                "latency_s": 0.25, "cached": j == 2, "attempts": 1, "error": None,
-                **({"started": base + layer + 0.1 * j} if started else {}),
-            })
-    calls[1]["error"] = "EndpointError: 503"
-    rec = {
-        "id": f"q{i}", "input": f"Capital of France? ({i})", "target": "Paris", "answer": "Paris", "error": None,
-        "score": 1.0 if i % 2 == 0 else 0.0,
-        "layers": [[{"agent": a, "text": f"out 1.{j}", "error": None} for j, a in enumerate(AGENTS)],
-                   [{"agent": "L2.1 agg(local)", "text": "Paris", "error": None}]],
-        "input_tokens": 300, "output_tokens": 18, "cost_usd": 0.0006, "latency_s": 3.0,
-        "calls": calls,
-    }
-    if started:
-        rec["started"] = base
-    return rec
+            calls.append(CallRecord(
+                agent=agent, model="local/gemma-3-270m", layer=layer, messages=(Message("user", f"q{i} to {agent}"),),
+                output=f"out {layer}.{j}", usage=Usage(50, 3), cost=Cost(0.0 if j == 2 else 0.0001, 0.0001),
+                latency_s=0.25, cached=j == 2, attempts=1, error="EndpointError: 503" if (layer, j) == (1, 1) else None,
+                started=base + layer + 0.1 * j if started else 0.0,
+            ))
+    return QueryRecord(
+        sample=Sample(f"Capital of France? ({i})", "Paris", f"q{i}"), answer=Answer("Paris", "L2.1 agg(local)"),
+        score=1.0 if i % 2 == 0 else 0.0,
+        layers=[[Proposal(a, f"out 1.{j}") for j, a in enumerate(AGENTS)], [Proposal("L2.1 agg(local)", "Paris")]],
+        latency_s=3.0, calls=calls, started=base if started else 0.0,
+    )
 
 
 PARAMS = {
@@ -126,7 +120,8 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     tracker.log_query(query(3), trace=False)  # a table row without a trace
     tracker.log_metrics({"accuracy": 0.5, "cost_usd": 0.0018}, step=3)
     runlog = tmp_path / "runlog.jsonl"
-    with RunLogWriter(runlog, {"config": {"backends": {"x": {"api_key": "secret-value"}}}}) as w:
+    header = RunHeader(label="toy", topology={"backends": {"x": {"api_key": "secret-value"}}}, samples=3)
+    with RunLogWriter(runlog, header) as w:
         for rec in records:
             w.write(rec)
     tracker.log_artifact(runlog)
@@ -152,7 +147,7 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     assert {"queries.json", "runlog.jsonl"} <= artifacts
     table = json.loads(Path(client.download_artifacts(run_id, "queries.json", str(tmp_path / "dl"))).read_text())
     assert table["columns"] == ["id", "input", "answer", "target", "score", *AGENTS, "L2.1 agg(local)",
-                                "cost_usd", "latency_s", "error"]
+                                "cost_usd", "list_cost_usd", "latency_s", "error"]
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
     assert [r["id"] for r in rows] == ["q0", "q1", "q2", "q3"]
     assert rows[1]["score"] == 0.0 and rows[0]["L1.2 plain(local)"] == "out 1.1" and rows[2]["answer"] == "Paris"
@@ -177,7 +172,7 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     assert first.inputs == {"messages": [{"role": "user", "content": "q0 to L1.1 plain(local)"}]}
     assert first.outputs == "out 1.0"
     assert first.attributes["model"] == "local/gemma-3-270m" and first.attributes["layer"] == 1
-    assert first.attributes["input_tokens"] == 50 and first.attributes["cost_usd"] == 0.0001
+    assert first.attributes["input_tokens"] == 50 and first.attributes["paid_usd"] == 0.0001
     assert first.attributes["cached"] is False and first.attributes["attempts"] == 1
     assert children[1].status.status_code == "ERROR" and children[1].attributes["error"] == "EndpointError: 503"
     assert children[2].attributes["cached"] is True
@@ -316,7 +311,7 @@ def test_run_through_mlflow_server_on_postgresql(mlflow_server: str, tmp_path: P
         tracker.log_query(query(i))
     tracker.log_metrics({"accuracy": 2 / 3})
     runlog = tmp_path / "runlog.jsonl"
-    with RunLogWriter(runlog, {"benchmark": "toy"}) as w:
+    with RunLogWriter(runlog, RunHeader(label="toy", topology={}, samples=1)) as w:
         w.write(query(0))
     tracker.log_artifact(runlog)
     tracker.end_run()

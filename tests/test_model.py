@@ -25,7 +25,7 @@ async def test_cost_is_usage_times_list_price(tmp_path: Path) -> None:
     client = ScriptedClient(responder=lambda r: "four")
     record = await _models(client, tmp_path).get("fake/m").call(Q, Sampling())
     assert record.usage.input_tokens == 5 + 4 and record.usage.output_tokens == 1
-    assert record.cost.usd == pytest.approx((9 * 1.0 + 1 * 2.0) / 1e6)
+    assert record.cost.paid_usd == pytest.approx((9 * 1.0 + 1 * 2.0) / 1e6)
     assert record.cost.flops == pytest.approx(2 * 1e9 * 10)
     assert not record.cached and record.error is None
 
@@ -36,7 +36,7 @@ async def test_identical_call_is_served_by_the_cache_for_free(tmp_path: Path) ->
     first = await model.call(Q, Sampling(temperature=0.7))
     second = await model.call(Q, Sampling(temperature=0.7))
     assert len(client.requests) == 1
-    assert second.cached and second.cost.usd == 0 and second.output == first.output
+    assert second.cached and second.cost.paid_usd == 0 and second.output == first.output
     other_sample = await model.call(Q, Sampling(temperature=0.7), sample_index=1)
     other_temp = await model.call(Q, Sampling(temperature=0.2))
     assert not other_sample.cached and not other_temp.cached and len(client.requests) == 3
@@ -91,9 +91,9 @@ async def test_budget_refusal_is_typed_and_recorded(tmp_path: Path) -> None:
 async def test_budget_settles_real_cost(tmp_path: Path) -> None:
     budget = Budget(usd=1.0, tokens=10_000)
     record = await _models(ScriptedClient(), tmp_path, budget=budget).get("fake/m").call(Q, Sampling(max_tokens=50))
-    assert budget.spent_usd == pytest.approx(record.cost.usd)
+    assert budget.spent_usd == pytest.approx(record.cost.paid_usd)
     assert budget.spent_tokens == record.usage.total_tokens
-    assert budget.remaining_usd == pytest.approx(1.0 - record.cost.usd)
+    assert budget.remaining_usd == pytest.approx(1.0 - record.cost.paid_usd)
 
 
 def test_unknown_endpoint_and_missing_key_are_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,13 +93,13 @@ def test_three_layer_moa_with_failures(server: OpenAITestServer, tmp_path: Path)
     good = {json.dumps(c.body["messages"], sort_keys=True) + c.model: c.body for c in server.calls if c.fault is None}
     for call in result.calls:
         if call.error:
-            assert call.usage.total_tokens == 0 and call.cost.usd == 0
+            assert call.usage.total_tokens == 0 and call.cost.paid_usd == 0
             continue
         body = good[json.dumps([m.to_dict() for m in call.messages], sort_keys=True) + call.model.split("/")[1]]
         assert (call.usage.input_tokens, call.usage.output_tokens) == served_usage(body, call.output)
         price = prices.get(call.model.split("/")[1])
-        assert call.cost.usd == pytest.approx((call.usage.input_tokens * price.input_per_mtok + call.usage.output_tokens * price.output_per_mtok) / 1e6)
-    assert result.cost.usd == pytest.approx(sum(c.cost.usd for c in result.calls))
+        assert call.cost.paid_usd == pytest.approx((call.usage.input_tokens * price.input_per_mtok + call.usage.output_tokens * price.output_per_mtok) / 1e6)
+    assert result.cost.paid_usd == pytest.approx(sum(c.cost.paid_usd for c in result.calls))
     assert result.usage.total_tokens == sum(c.usage.total_tokens for c in result.calls)
 
 
@@ -112,11 +112,11 @@ def test_fifty_concurrent_queries_never_exceed_the_cap(tmp_path: Path) -> None:
         # price one query: run it alone, uncapped
         probe = ModelSet({"srv": endpoint}, prices=prices, cache_dir=tmp_path)
         one = asyncio.run(Pipeline(spec, probe).run_query(Sample("query probe")))
-        cap = 20 * one.cost.usd
+        cap = 20 * one.cost.paid_usd
         budget = Budget(usd=cap)
         models = ModelSet({"srv": endpoint}, prices=prices, budget=budget, cache_dir=tmp_path)
         results = asyncio.run(Pipeline(spec, models).run([Sample(f"query {i}") for i in range(50)], concurrency=50))
-    spent = sum(r.cost.usd for r in results)
+    spent = sum(r.cost.paid_usd for r in results)
     assert budget.spent_usd == pytest.approx(spent)
     assert spent <= cap
     completed = [r for r in results if r.error is None]

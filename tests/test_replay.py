@@ -64,5 +64,5 @@ def test_alpaca_eval_moa_lite_with_replayed_proposers(data_dir: Path, tmp_path: 
     system = judge.requests[0].messages[0].content
     assert all(f"{i}. {rows[n][3]['output'].strip()[:50]}" in system for i, n in enumerate(names, 1))
     qwen110 = next(c for c in result.calls if c.model == "replay/Qwen1.5-110B-Chat")
-    assert qwen110.cost.usd == pytest.approx(qwen110.usage.total_tokens * 1.80 / 1e6)
-    assert result.cost.usd == pytest.approx(sum(c.cost.usd for c in result.calls))
+    assert qwen110.cost.paid_usd == pytest.approx(qwen110.usage.total_tokens * 1.80 / 1e6)
+    assert result.cost.paid_usd == pytest.approx(sum(c.cost.paid_usd for c in result.calls))

@@ -94,7 +94,7 @@ def test_recorded_layout_is_scored_and_priced_like_the_replay_endpoint(recorded:
     with gzip.open(recorded / "responses" / "fruit-expert.jsonl.gz", "rt") as fh:
         first = json.loads(fh.readline())["output"]
     usage = Usage(estimate_prompt_tokens((Message("user", data.queries[0]),)), estimate_tokens(first))
-    assert data.cost[0, 0] == pytest.approx(prices.get("fruit-expert").cost(usage).usd)
+    assert data.cost[0, 0] == pytest.approx(prices.get("fruit-expert").cost(usage).list_usd)
     assert data.tokens[0, 0] == usage.input_tokens + usage.output_tokens
     assert data.proposers[0] == {"agent": "plain", "model": "replay/fruit-expert"}
 
@@ -196,8 +196,8 @@ def test_training_data_from_runlogs(tmp_path: Path) -> None:
     fruit = np.array(["apples" in q for q in data.queries])
     assert (data.scores[fruit] == [1, 0]).all() and (data.scores[~fruit] == [0, 1]).all()
     assert (data.cost[:, 1] > data.cost[:, 0]).all()
-    _, records = read_runlog(runlog)
-    assert data.tokens[0].sum() == sum(c["input_tokens"] + c["output_tokens"] for c in records[0]["calls"])  # only layer-1 calls
+    records = read_runlog(runlog).records
+    assert data.tokens[0].sum() == sum(c.usage.total_tokens for c in records[0].calls)  # only layer-1 calls
     assert (data.answers[:, 0] != data.answers[:, 1]).all()  # they never agree: one of them is always wrong
     router = Router.load(train(runlog, tmp_path / "r", embedder=HASH, holdout=False, config=TrainConfig(folds=3), extractor="answer").save(tmp_path / "r"))
     assert router.meta["training"]["queries"] == 30

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from moa_lab.cli import app
-from moa_lab.evaluation import Experiment, run_suite
+from moa_lab.evaluation import Experiment, run_experiment
 from moa_lab.routing import train
 from moa_lab.tracking import read_runlog
 
@@ -55,7 +55,7 @@ def test_gsm8k_pool_train_and_eval_through_the_cli(minilm, data_dir: Path, tmp_p
 def test_learned_selector_in_a_live_embedded_topology(minilm, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MOA_LAB_CACHE_DIR", str(cache_dir))
     pool_exp = Experiment.load(ROOT / "experiments" / "router_embedded.yaml", output=str(tmp_path / "runs"))
-    [pool] = asyncio.run(run_suite(pool_exp, pool_exp.model_set()))
+    [pool] = asyncio.run(run_experiment(pool_exp, pool_exp.model_set())).summaries
     artifact = tmp_path / "router"
     train(pool.runlog, artifact, holdout=False, extractor="number")
     text = (ROOT / "experiments" / "router_embedded_routed.yaml").read_text()
@@ -63,10 +63,10 @@ def test_learned_selector_in_a_live_embedded_topology(minilm, cache_dir: Path, t
     (tmp_path / "routed.yaml").write_text(text.replace("../runs/router-embedded/router", str(artifact)))
     routed_exp = Experiment.load(tmp_path / "routed.yaml", output=str(tmp_path / "runs"))
     assert routed_exp.topologies("addition")["routed"].selector.args["path"] == str(artifact)  # type: ignore[union-attr]
-    summaries = {s.label: s for s in asyncio.run(run_suite(routed_exp, routed_exp.model_set()))}
+    summaries = {s.label: s for s in asyncio.run(run_experiment(routed_exp, routed_exp.model_set())).summaries}
     routed, everyone = summaries["routed__addition"], summaries["pool__addition"]
-    _, records = read_runlog(routed.runlog)
-    _, pool_records = read_runlog(pool.runlog)
+    records = read_runlog(routed.runlog).records
+    pool_records = read_runlog(pool.runlog).records
     assert len(records) == 40
     labels = [p["agent"] for p in pool_records[0]["layers"][0]]
     for r in records:

@@ -96,6 +96,6 @@ def test_staged_fidelity_runs_the_full_set_only_for_promising_trials(tmp_path: P
     fidelity = [t.user_attrs["fidelity"] for t in study.trials]
     assert "subsample" in fidelity and "full" in fidelity
     for t in study.trials:
-        _, records = read_runlog(tmp_path / "out" / "s" / "study" / f"trial-{t.number}.jsonl")
+        records = read_runlog(tmp_path / "out" / "s" / "study" / f"trial-{t.number}.jsonl").records
         assert len(records) == (10 if t.user_attrs["fidelity"] == "full" else 3)
-        assert len({r["id"] for r in records}) == len(records)  # the first stage is not redone
+        assert len({r.id for r in records}) == len(records)  # the first stage is not redone

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from moa_lab.core import Answer, CallRecord, Message, Proposal, Sampling
+from moa_lab.core import Answer, CallRecord, Exchange, Message, Proposal, Sampling
 from moa_lab.models import ModelSet
 from moa_lab.registry import register
 
@@ -24,8 +24,8 @@ class AgentContext:
     layer: int = 0
     sample_index: int = 0
     references: Sequence[Proposal] = field(default_factory=tuple)
-    history: Sequence[tuple[str, str]] = field(default_factory=tuple)
-    """Earlier (user, assistant) exchanges of this conversation (the second turn of MT-Bench)."""
+    history: Sequence[Exchange] = field(default_factory=tuple)
+    """Earlier exchanges of this conversation (the second turn of MT-Bench)."""
 
     async def call(
         self, model: str, messages: tuple[Message, ...], sampling: Sampling, *, prompt: str | None = None

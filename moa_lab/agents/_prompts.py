@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from moa_lab.core import ConfigError, Message
+from moa_lab.core import ConfigError, Exchange, Message
 
 Language = Literal["en", "ja"]
 Format = Literal["chat", "qa", "lines"]
@@ -63,16 +63,16 @@ def chat_messages(
     references: Sequence[str] = (),
     language: Language = "en",
     kind: str = "synthesize",
-    history: Sequence[tuple[str, str]] = (),
+    history: Sequence[Exchange] = (),
 ) -> tuple[Message, ...]:
     """Chat messages; references go into the system message after any system prompt, as in the paper.
-    `history` holds earlier (user, assistant) exchanges of the same conversation (multi-turn tasks)."""
+    `history` holds the earlier exchanges of the same conversation (multi-turn tasks)."""
     parts = [p for p in (system, references_block(references, language, kind) if references else None) if p]
     messages = [Message("system", "\n\n".join(parts))] if parts else []
     for ex in examples:
         messages += [Message("user", ex.input), Message("assistant", ex.output)]
-    for user, assistant in history:
-        messages += [Message("user", user), Message("assistant", assistant)]
+    for turn in history:
+        messages += [Message("user", turn.user), Message("assistant", turn.assistant)]
     messages.append(Message("user", query))
     return tuple(messages)
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from moa_lab.core import ConfigError, Sample
+from moa_lab.core import ConfigError, Exchange, Sample
 
 
 def _open_text(path: Path) -> str:
@@ -96,5 +96,5 @@ def load_mt_bench(path: str | Path, *, references: str | Path | None = None, lim
 
 def second_turn(first: Sample, answer: str) -> Sample:
     """The second-turn sample of an MT-Bench question, with the first exchange as its history."""
-    meta = {**first.metadata, "turn": 2, "answer_1": answer, "history": [[first.input, answer]]}
-    return Sample(str(first.metadata["turns"][1]), None, first.id.replace("-t1", "-t2"), meta)
+    meta = {**first.metadata, "turn": 2, "answer_1": answer}
+    return Sample(str(first.metadata["turns"][1]), None, first.id.replace("-t1", "-t2"), meta, (Exchange(first.input, answer),))

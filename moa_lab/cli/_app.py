@@ -15,11 +15,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from moa_lab.cli._router import router_app
-from moa_lab.cli._render import show_answers, show_query, show_summary
+from moa_lab.cli._render import show_answers, show_query
 from moa_lab.core import ConfigError, Sample
-from moa_lab.evaluation import Experiment, run_experiment
+from moa_lab.evaluation import Experiment, ExperimentRun, groups
 from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
-from moa_lab.pipeline import Pipeline, QueryResult
+from moa_lab.pipeline import Pipeline
+from moa_lab.tracking import QueryRecord, redact_uri
 from moa_lab.registry import lookup, names
 from moa_lab.topology import load_topology, to_yaml
 
@@ -66,7 +67,7 @@ def ask(
         cache = MemoryCache() if no_cache else SqliteCache(cache_dir / "calls.sqlite")
         models = ModelSet(cache=cache, budget=budget, cache_dir=cache_dir, local_slots=spec.width)
 
-    async def main() -> QueryResult:
+    async def main() -> QueryRecord:
         async with models:
             return await Pipeline(spec, models).run_query(Sample(question, id="ask"))
 
@@ -77,76 +78,76 @@ def ask(
         raise typer.Exit(1)
 
 
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")]
+NoMlflow = Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")]
+TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]
+Concurrency = Annotated[Optional[int], typer.Option(help="Queries in flight at once.")]
+Output = Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")]
+
+
 @app.command()
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
-    output: Annotated[Optional[Path], typer.Option(help="RunLog path (default: <output>/<name>-<time>.jsonl).")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    resume: Resume = False,
+    no_mlflow: NoMlflow = False,
+    tracking_uri: TrackingUri = None,
+    no_cache: NoCache = False,
+    concurrency: Concurrency = None,
+    output: Output = None,
     arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
 ) -> None:
-    """Run a topology over an experiment's queries and write every trace to a RunLog."""
-    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency)
-    if exp.topology is None:
-        raise ConfigError(f"{experiment}: `moa-lab run` needs a topology (use `moa-lab eval` or `moa-lab search`)")
-    models = exp.model_set(use_cache=False if no_cache else None)
-    total = len(exp.samples())
-    console.print(f"[bold]{exp.spec.name}[/]: {exp.topology.name}, {total} queries, models {', '.join(exp.topology.models()) or '(none)'}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-
-    async def main() -> Any:
-        async with models:
-            with Progress(*columns, console=console, transient=False) as progress:
-                task = progress.add_task("queries", total=total, stats="")
-                spent = {"usd": 0.0, "failed": 0, "cached": 0, "calls": 0}
-
-                def tick(result: QueryResult) -> None:
-                    finished.append(result)
-                    spent["usd"] += result.cost.usd
-                    spent["failed"] += result.error is not None
-                    spent["calls"] += len(result.calls)
-                    spent["cached"] += len(result.calls) - result.new_calls
-                    stats = f"${spent['usd']:.4f} · {spent['cached']}/{spent['calls']} cached · {spent['failed']} failed"
-                    progress.update(task, advance=1, stats=stats)
-
-                return await run_experiment(exp, models, runlog=output, on_result=tick)
-
-    finished: list[QueryResult] = []
-    summary = asyncio.run(main())
-    show_answers(console, finished)
-    show_summary(console, summary)
+    """Run an experiment's topology over its queries: the answers, accuracy against the targets
+    (when the queries have them), tokens and $; every trace in a RunLog. Tracked in MLflow when the
+    file has a tracking: section."""
+    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency, output=_absolute(output))
+    track = "tracking" in exp.spec.model_fields_set
+    done, records = _execute(exp, resume=resume, track=track and not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
+    show_answers(console, records)
+    _report(exp, done)
 
 
 @app.command("eval")
 def eval_(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with a benchmark (see experiments/).")],
-    resume: Annotated[bool, typer.Option("--resume", help="Continue killed runs: finished samples are kept.")] = False,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")] = False,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
-    concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with topologies and samples (see experiments/).")],
+    resume: Resume = False,
+    no_mlflow: NoMlflow = False,
+    tracking_uri: TrackingUri = None,
+    no_cache: NoCache = False,
+    concurrency: Concurrency = None,
+    output: Output = None,
     scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
 ) -> None:
-    """Evaluate every topology of an experiment on its benchmark; print quality with CIs, cost, latency."""
-    from moa_lab.cli._render import show_eval
-    from moa_lab.evaluation import project_root, run_suite
+    """Evaluate every topology of an experiment on its samples; print quality with CIs, cost, latency.
+    Each invocation is a new run (a folder of RunLogs and an MLflow run); --resume continues one."""
+    exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None,
+                          output=_absolute(output))
+    done, _ = _execute(exp, resume=resume, track=not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
+    _report(exp, done)
 
-    exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None)
+
+def _absolute(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
+def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+    """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
+    queries in flight, a second one aborts."""
+    from moa_lab.evaluation import run_experiment
+
+    groups(exp)  # bad inputs fail before a model, store or folder is made
     models = exp.model_set(use_cache=False if no_cache else None)
     tracker = None
-    tracking = exp.spec.tracking
-    if tracking.mlflow and not no_mlflow:
+    if track and exp.spec.tracking.mlflow:
         from moa_lab.tracking import MlflowTracker
 
-        tracker = MlflowTracker(tracking_uri=tracking_uri or tracking.tracking_uri, experiment=tracking.experiment or exp.spec.name,
-                                project_root=project_root(exp.folder), traces=tracking.traces is not False)
+        tracker = MlflowTracker(tracking_uri=tracking_uri or exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
+                                project_root=exp.project, traces=exp.spec.tracking.traces is not False)
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn())
+    records: list[QueryRecord] = []
 
-    stop_requested = {"flag": False}
-
-    async def main() -> Any:
+    async def main() -> ExperimentRun:
         import signal
 
         stop = asyncio.Event()
@@ -154,7 +155,6 @@ def eval_(
         def request_stop() -> None:
             if stop.is_set():  # a second signal: stop now
                 raise KeyboardInterrupt
-            stop_requested["flag"] = True
             stop.set()
             console.print("[yellow]stopping: finishing the queries in flight (again to abort)…[/]")
 
@@ -170,20 +170,32 @@ def eval_(
                     bars[name] = progress.add_task(name, total=total, stats="")
                     running[name] = [0.0, 0.0, 0.0]
 
-                def record(name: str, rec: dict[str, Any]) -> None:
+                def record(name: str, rec: QueryRecord) -> None:
+                    if name == next(iter(bars)):  # the first RunLog's answers are shown at the end
+                        records.append(rec)
                     stat = running[name]
                     stat[0] += 1
-                    stat[1] += float(rec.get("score") or 0.0)
-                    stat[2] += float(rec["cost_usd"]) + float(rec.get("judge_cost_usd", 0.0))
+                    stat[1] += rec.score or 0.0
+                    stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_suite(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
-    summaries = asyncio.run(main())
-    show_eval(console, summaries)
+    done = asyncio.run(main())
     if tracker is not None:
-        console.print(f"MLflow: {tracker.tracking_uri} (open it with `moa-lab ui`)")
-    if stop_requested["flag"]:
+        console.print(f"MLflow: {redact_uri(tracker.tracking_uri)} (open it with `moa-lab ui`)")
+    unpriced = sorted(models.prices.unpriced)
+    if unpriced:
+        console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
+    return done, records
+
+
+def _report(exp: Experiment, done: ExperimentRun) -> None:
+    from moa_lab.cli._render import show_eval
+
+    show_eval(console, done.summaries)
+    console.print(f"run: {done.folder}")
+    if done.stopped:
         console.print("[yellow]stopped early: run the same command with --resume to finish[/]")
         raise typer.Exit(130)
 
@@ -197,10 +209,9 @@ def compare(
     from moa_lab.scoring import paired_difference
     from moa_lab.tracking import read_runlog
 
-    _, a = read_runlog(run_a)
-    _, b = read_runlog(run_b)
-    scores_b = {r["id"]: r["score"] for r in b if r.get("score") is not None}
-    common = [(float(r["score"]), float(scores_b[r["id"]])) for r in a if r.get("score") is not None and r["id"] in scores_b]
+    a, b = read_runlog(run_a).records, read_runlog(run_b).records
+    scores_b = {r.id: r.score for r in b if r.score is not None}
+    common = [(r.score, scores_b[r.id]) for r in a if r.score is not None and r.id in scores_b]
     if not common:
         raise ConfigError(f"{run_a} and {run_b} share no scored samples")
     diff = paired_difference([x for x, _ in common], [y for _, y in common])
@@ -263,11 +274,10 @@ def search(
 
     tracker = None
     if exp.spec.tracking.mlflow:
-        from moa_lab.evaluation import project_root
         from moa_lab.tracking import MlflowTracker
 
         tracker = MlflowTracker(tracking_uri=exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
-                                project_root=project_root(exp.folder), traces=True)
+                                project_root=exp.project, traces=True)
 
     async def main() -> Any:
         async with models:

@@ -6,8 +6,8 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
-from moa_lab.evaluation import EvalSummary, RunSummary
-from moa_lab.pipeline import QueryResult
+from moa_lab.evaluation import EvalSummary
+from moa_lab.tracking import QueryRecord
 
 
 def _cut(text: str, width: int = 70) -> str:
@@ -15,7 +15,7 @@ def _cut(text: str, width: int = 70) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def show_query(console: Console, result: QueryResult) -> None:
+def show_query(console: Console, result: QueryRecord) -> None:
     """Each layer's proposals with tokens, $ and latency, then the answer and the totals."""
     calls = {c.agent: c for c in result.calls}
     for i, layer in enumerate(result.layers, 1):
@@ -30,7 +30,7 @@ def show_query(console: Console, result: QueryResult) -> None:
                 continue
             table.add_row(
                 p.agent, text, str(c.usage.input_tokens), str(c.usage.output_tokens),
-                f"{c.cost.usd:.6f}", f"{c.latency_s:.2f}", "hit" if c.cached else "miss",
+                f"{c.cost.paid_usd:.6f}", f"{c.latency_s:.2f}", "hit" if c.cached else "miss",
             )
         console.print(table)
     agg_calls = [c for c in result.calls if c.layer == len(result.layers) + 1]
@@ -41,7 +41,7 @@ def show_query(console: Console, result: QueryResult) -> None:
             meta += f" · {result.answer.note}"
         if agg_calls:
             c = agg_calls[-1]
-            meta += f" · {c.usage.input_tokens}+{c.usage.output_tokens} tokens · ${c.cost.usd:.6f} · {c.latency_s:.2f}s · {'cache hit' if c.cached else 'new call'}"
+            meta += f" · {c.usage.input_tokens}+{c.usage.output_tokens} tokens · ${c.cost.paid_usd:.6f} · {c.latency_s:.2f}s · {'cache hit' if c.cached else 'new call'}"
         console.print(Panel(Group(*lines, meta + "[/]"), title="Answer", title_align="left", border_style="green"))
     else:
         console.print(Panel(f"[red]{result.error}[/]", title="Failed", title_align="left", border_style="red"))
@@ -50,11 +50,11 @@ def show_query(console: Console, result: QueryResult) -> None:
     cached = len(result.calls) - new
     console.print(
         f"calls: {len(result.calls)} ({cached} from cache, {new} new model call{'s' if new != 1 else ''}) · "
-        f"tokens: {usage.input_tokens} in + {usage.output_tokens} out · ${result.cost.usd:.6f} · {result.latency_s:.2f} s"
+        f"tokens: {usage.input_tokens} in + {usage.output_tokens} out · ${result.cost.paid_usd:.6f} paid (${result.cost.list_usd:.6f} at list price) · {result.latency_s:.2f} s"
     )
 
 
-def show_answers(console: Console, results: list[QueryResult], limit: int = 20) -> None:
+def show_answers(console: Console, results: list[QueryRecord], limit: int = 20) -> None:
     """The first queries of a run with their answers (and targets, when the queries have them)."""
     order = sorted(results, key=lambda r: (len(r.sample.id), r.sample.id))[:limit]
     targets = any(r.sample.target is not None for r in order)
@@ -69,35 +69,23 @@ def show_answers(console: Console, results: list[QueryResult], limit: int = 20) 
     console.print(table)
 
 
-def show_summary(console: Console, summary: RunSummary) -> None:
-    table = Table(title="Run", title_justify="left")
-    table.add_column("queries", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("calls (cached)", justify="right")
-    table.add_column("tokens in/out", justify="right")
-    table.add_column("$", justify="right")
-    table.add_column("wall s", justify="right")
-    table.add_row(
-        str(summary.queries), str(summary.failed), f"{summary.calls} ({summary.cached_calls})",
-        f"{summary.input_tokens}/{summary.output_tokens}", f"{summary.cost_usd:.6f}", f"{summary.wall_s:.1f}",
-    )
-    console.print(table)
-    if summary.unpriced:
-        console.print(f"[yellow]no list price for {', '.join(summary.unpriced)}: counted as $0 (add them under prices:)[/]")
-    console.print(f"traces: {summary.runlog}")
+def show_unpriced(console: Console, unpriced: list[str]) -> None:
+    if unpriced:
+        console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
 
 
 def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
     """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency."""
     table = Table(title="Evaluation (quality: mean [95% bootstrap CI])", title_justify="left", box=None, pad_edge=False)
     table.add_column("run", no_wrap=True)
-    for col in ("n", "quality", "oracle", "chars", "$/query", "p50 s", "fail"):
+    for col in ("n", "quality", "oracle", "chars", "$/query", "spent $", "p50 s", "fail"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in summaries:
         oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else "-"
-        quality = "-" if s.quality.n == 0 else f"{s.quality.mean:.3f} [{s.quality.low:.3f},{s.quality.high:.3f}]"
+        q = s.quality
+        quality = "-" if q is None or q.n == 0 else f"{q.mean:.3f} [{q.low:.3f},{q.high:.3f}]"
         table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.cost_per_query:.2e}",
-                      f"{s.latency_p50:.2f}", str(s.failed))
+                      f"{s.cost_total:.4f}", f"{s.latency_p50:.2f}", str(s.failed))
     console.print(table)
     for s in summaries:
         if s.resumed:

@@ -8,7 +8,7 @@ from moa_lab.core._errors import (
     ReplayMissing,
 )
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
-from moa_lab.core._results import Answer, CallRecord, Cost, Proposal, Sample, Score
+from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score
 
 __all__ = [
     "Answer",
@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "Cost",
     "EndpointError",
+    "Exchange",
     "Message",
     "MoaLabError",
     "Proposal",

@@ -9,24 +9,41 @@ from moa_lab.core._messages import Message, Usage
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """One earlier turn of a conversation: what the user asked and what the assistant answered."""
+
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One benchmark item: the query text, an optional gold target and free-form metadata."""
+    """One benchmark item: the query text, an optional gold target, the earlier turns of its
+    conversation (multi-turn benchmarks) and free-form metadata."""
 
     input: str
     target: str | None = None
     id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    history: tuple[Exchange, ...] = ()
 
 
 @dataclass(frozen=True)
 class Cost:
-    """Money and compute spent: US dollars at list price and an estimate of FLOPs."""
+    """What calls cost, in one meaning everywhere.
 
-    usd: float = 0.0
+    `paid_usd` is what was charged against the budget: the list price of a call that reached an
+    endpoint (replayed calls included, so studies over recordings meter like live ones), 0 for a
+    cache hit or a failure. `list_usd` is the call's list price whether paid or not: the price of
+    the topology. `flops` estimates compute (2 x parameters x tokens). Totals are sums of Costs.
+    """
+
+    paid_usd: float = 0.0
+    list_usd: float = 0.0
     flops: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.usd + other.usd, self.flops + other.flops)
+        return Cost(self.paid_usd + other.paid_usd, self.list_usd + other.list_usd, self.flops + other.flops)
 
 
 @dataclass(frozen=True)
@@ -46,30 +63,8 @@ class CallRecord:
     layer: int = 0
     started: float = 0.0
     """Unix time the call began (for trace spans)."""
-    list_usd: float = 0.0
-    """What the call costs at list price, paid or not (a cache hit pays nothing but keeps this)."""
     list_latency_s: float = 0.0
     """How long the endpoint took when the call was made (a cache hit keeps the original's)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent,
-            "model": self.model,
-            "layer": self.layer,
-            "messages": [m.to_dict() for m in self.messages],
-            "output": self.output,
-            "input_tokens": self.usage.input_tokens,
-            "output_tokens": self.usage.output_tokens,
-            "cost_usd": self.cost.usd,
-            "list_cost_usd": self.list_usd,
-            "list_latency_s": self.list_latency_s,
-            "flops": self.cost.flops,
-            "latency_s": self.latency_s,
-            "cached": self.cached,
-            "attempts": self.attempts,
-            "error": self.error,
-            "started": self.started,
-        }
 
 
 @dataclass(frozen=True)

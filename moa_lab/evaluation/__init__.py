@@ -1,26 +1,26 @@
-"""Evaluation: experiments (topology x benchmark x scorer) run to RunLogs, with statistics."""
+"""Evaluation: experiments (topologies x samples x scorer) run to RunLogs, with statistics."""
 
-from moa_lab.evaluation._evaluate import EvalSummary, evaluate, score_result, summarize
-from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, DatasetSpec, Experiment, ExperimentSpec, TrackingSpec
-from moa_lab.evaluation._runner import RunSummary, run_experiment
-from moa_lab.evaluation._suite import Group, build_scorer, groups, project_root, run_suite
+from moa_lab.evaluation._evaluate import evaluate, score_record
+from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, TrackingSpec, project_root
+from moa_lab.evaluation._runs import ExperimentRun, run_experiment, run_folder
+from moa_lab.evaluation._sources import Group, build_scorer, groups
+from moa_lab.evaluation._summary import EvalSummary, summarize
 
 __all__ = [
     "BenchmarkSpec",
     "BudgetSpec",
-    "DatasetSpec",
     "EvalSummary",
     "Experiment",
+    "ExperimentRun",
     "ExperimentSpec",
     "Group",
-    "RunSummary",
     "TrackingSpec",
     "build_scorer",
     "evaluate",
     "groups",
     "project_root",
     "run_experiment",
-    "run_suite",
-    "score_result",
+    "run_folder",
+    "score_record",
     "summarize",
 ]

@@ -1,4 +1,4 @@
-"""Experiment files: a topology, the queries, endpoints, prices, budget, cache and output, validated."""
+"""Experiment files: topologies, samples, scorer, endpoints, prices, budget, cache, tracking and output, validated."""
 
 from __future__ import annotations
 
@@ -6,23 +6,12 @@ import inspect
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from moa_lab.benchmarks import from_queries, load_alpaca_eval, load_jsonl
-from moa_lab.core import ConfigError, Sample
+from moa_lab.core import ConfigError
 from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
 from moa_lab.registry import lookup
 from moa_lab.topology import SelectorSpec, TopologySpec, load_topology, read_yaml, validate
-
-
-class DatasetSpec(BaseModel):
-    """Where queries come from: `jsonl` ({input, target}) or `alpaca_eval` (a model_outputs.json)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["jsonl", "alpaca_eval"]
-    path: str
-    limit: int | None = Field(None, ge=1)
 
 
 class BudgetSpec(BaseModel):
@@ -64,8 +53,9 @@ class TrackingSpec(BaseModel):
 class ExperimentSpec(BaseModel):
     """One experiment file. Relative paths are relative to the file's folder.
 
-    `moa-lab run` uses `topology` with `queries` or `dataset`; `moa-lab eval` uses `topologies`
-    (or `topology`) with `benchmark` and `scorer`.
+    `moa-lab run` and `moa-lab eval` run the same thing: every topology (`topology`, or
+    `topologies` by label) on the samples of `queries` (inline) or `benchmark`, scored by `scorer`
+    when the samples have targets. `moa-lab search` reads `search`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -75,7 +65,7 @@ class ExperimentSpec(BaseModel):
     topology: str | dict[str, Any] | None = None
     topologies: dict[str, str | dict[str, Any]] | None = None
     queries: list[str | dict[str, Any]] | None = None
-    dataset: DatasetSpec | None = None
+    """Inline samples: strings, or {input, target?, id?} mappings."""
     benchmark: BenchmarkSpec | None = None
     scorer: str | dict[str, Any] = "auto"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
@@ -88,7 +78,14 @@ class ExperimentSpec(BaseModel):
     """`true` (the user's sqlite cache), `false`, `memory`, a sqlite path, or `redis://host:port/db`."""
     concurrency: int = Field(8, ge=1, le=4096)
     output: str | None = None
-    """Where RunLogs go (default: `runs/` in the project root)."""
+    """Where runs go (default: `runs/` in the experiment's project, see `project_root`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dataset" in data:
+            raise ValueError("`dataset:` is now `benchmark:` (same kind, path and limit): rename the key")
+        return data
 
 
 class Experiment:
@@ -152,27 +149,18 @@ class Experiment:
             return str(self.path(topo))
         return topo
 
+    @property
+    def project(self) -> Path:
+        """The experiment's project folder (see `project_root`)."""
+        return project_root(self.folder)
+
     def output_dir(self) -> Path:
-        if self.spec.output is not None:
-            return self.path(self.spec.output)
-        for folder in (self.folder, *self.folder.parents):
-            if (folder / "pyproject.toml").is_file() or (folder / "mlruns").is_dir():
-                return folder / "runs"
-        return Path.cwd() / "runs"
+        """Where this experiment's runs go: `output:`, else `runs/` in its project."""
+        return self.path(self.spec.output) if self.spec.output is not None else self.project / "runs"
 
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.folder / p
-
-    def samples(self) -> list[Sample]:
-        if self.spec.queries is not None:
-            return from_queries(list(self.spec.queries))
-        dataset = self.spec.dataset
-        if dataset is None:
-            raise ConfigError(f"{self.source}: give either queries or dataset")
-        if dataset.kind == "jsonl":
-            return load_jsonl(self.path(dataset.path), limit=dataset.limit)
-        return load_alpaca_eval(self.path(dataset.path), limit=dataset.limit)
 
     def endpoints(self) -> dict[str, EndpointConfig]:
         """Endpoint configs with replay paths made absolute."""
@@ -216,6 +204,17 @@ class Experiment:
         if self.spec.topologies:
             return max(t.width for t in self.topologies().values())
         return self.topology.width if self.topology is not None else 4
+
+
+def project_root(start: Path) -> Path:
+    """The project a file in `start` belongs to: the nearest folder holding `pyproject.toml`, else
+    `start` itself. Runs and the local MLflow store go there, never into an unrelated parent that
+    happens to hold `mlruns/`."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return start
 
 
 def _with_task(source: str | dict[str, Any], task: str) -> str | dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from moa_lab.models._budget import Budget, Reservation
 from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCache, call_key
-from moa_lab.models._client import ModelClient
+from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._modelset import ModelSet, default_cache_dir
-from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens
+from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_usage
 
 __all__ = [
+    "BoundedClient",
     "Budget",
     "CallCache",
     "EndpointConfig",
@@ -27,4 +28,5 @@ __all__ = [
     "default_endpoints",
     "estimate_prompt_tokens",
     "estimate_tokens",
+    "estimate_usage",
 ]

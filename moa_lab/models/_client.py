@@ -15,3 +15,11 @@ class ModelClient(Protocol):
     async def complete(self, request: Request) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BoundedClient(ModelClient, Protocol):
+    """A provider that knows how long an answer will be before making the call (replay): the budget
+    reserves this bound instead of `max_tokens`."""
+
+    def output_bound(self, request: Request) -> int: ...

@@ -21,7 +21,7 @@ from moa_lab.core import (
 )
 from moa_lab.models._budget import Budget
 from moa_lab.models._cache import CallCache, call_key
-from moa_lab.models._client import ModelClient
+from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._pricing import Price, prompt_token_bound
 
 
@@ -85,34 +85,33 @@ class Model:
         wall_start = time.time()
         key = call_key(self.ref, request, sample_index) if self._cache is not None else None
 
-        def record(completion: Completion | None, cost: Cost, cached: bool, attempts: int, error: str | None) -> CallRecord:
+        def record(completion: Completion | None, cached: bool, attempts: int, error: str | None) -> CallRecord:
             return CallRecord(
                 agent=agent,
                 model=self.ref,
                 messages=messages,
                 output=completion.text if completion else "",
                 usage=completion.usage if completion else Usage(),
-                cost=cost,
+                cost=self.price.cost(completion.usage, paid=not cached) if completion else Cost(),
                 latency_s=time.perf_counter() - start,
                 cached=cached,
                 attempts=attempts,
                 error=error,
                 layer=layer,
                 started=wall_start,
-                list_usd=self.price.cost(completion.usage).usd if completion else 0.0,
                 list_latency_s=completion.latency_s if completion else time.perf_counter() - start,
             )
 
         if key is not None:
             hit = self._cache.get(key)  # type: ignore[union-attr]
             if hit is not None:
-                return record(hit, Cost(), True, 0, None)
+                return record(hit, True, 0, None)
             pending = self._inflight.get(key)
             if pending is not None:  # an identical call is under way: share its answer, pay once
                 try:
-                    return record(await asyncio.shield(pending), Cost(), True, 0, None)
+                    return record(await asyncio.shield(pending), True, 0, None)
                 except Exception as exc:  # noqa: BLE001 - the owner records the failure; so does the sharer
-                    return record(None, Cost(), False, 0, _describe(exc))
+                    return record(None, False, 0, _describe(exc))
             future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
         try:
@@ -123,7 +122,7 @@ class Model:
             if key is not None:
                 self._resolve(key, exc=exc)
             attempts = exc.attempts if isinstance(exc, EndpointError) else int(isinstance(exc, ReplayMissing))
-            return record(None, Cost(), False, attempts, _describe(exc))
+            return record(None, False, attempts, _describe(exc))
         except BaseException as exc:
             if key is not None:
                 self._resolve(key, exc=exc)
@@ -131,7 +130,7 @@ class Model:
         if key is not None:
             self._cache.put(key, completion)  # type: ignore[union-attr]
             self._resolve(key, completion=completion)
-        return record(completion, self.price.cost(completion.usage), False, attempts, None)
+        return record(completion, False, attempts, None)
 
     def _resolve(self, key: str, *, completion: Completion | None = None, exc: BaseException | None = None) -> None:
         future = self._inflight.pop(key)
@@ -147,8 +146,8 @@ class Model:
             shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
             worst_in = prompt_token_bound(shown, self._overhead)
             # a replayed answer's length is known before the call and ignores max_tokens
-            output_bound = getattr(self.client, "output_bound", None)
-            worst_out = output_bound(request) if output_bound else request.sampling.max_tokens
+            bounded = isinstance(self.client, BoundedClient)
+            worst_out = self.client.output_bound(request) if bounded else request.sampling.max_tokens  # type: ignore[attr-defined]
             reservation = await self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
         spent_usd, spent_tokens = 0.0, 0
         try:
@@ -164,7 +163,7 @@ class Model:
                         raise
                     await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
                     continue
-                spent_usd = self.price.cost(completion.usage).usd
+                spent_usd = self.price.cost(completion.usage).paid_usd
                 spent_tokens = completion.usage.total_tokens
                 return completion, attempt
         finally:

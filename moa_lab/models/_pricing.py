@@ -27,10 +27,11 @@ class Price:
     params_b: float | None = None
     source: str = ""
 
-    def cost(self, usage: Usage) -> Cost:
+    def cost(self, usage: Usage, *, paid: bool = True) -> Cost:
+        """The one place a Cost is made: usage at this price, charged (`paid`) or not (a cache hit)."""
         usd = (usage.input_tokens * self.input_per_mtok + usage.output_tokens * self.output_per_mtok) / 1e6
         flops = 2 * self.params_b * 1e9 * usage.total_tokens if self.params_b else 0.0
-        return Cost(usd, flops)
+        return Cost(usd if paid else 0.0, usd, flops)
 
     def worst_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
@@ -84,7 +85,13 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(messages: tuple[Message, ...]) -> int:
+    """The documented estimate for a prompt: each message's text plus MESSAGE_OVERHEAD_TOKENS."""
     return sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def estimate_usage(prompt: tuple[Message, ...], output: str) -> Usage:
+    """Usage of a call nothing metered (a replayed recording): the prompt and output estimates."""
+    return Usage(estimate_prompt_tokens(prompt), estimate_tokens(output))
 
 
 def prompt_token_bound(messages: tuple[Message, ...], extra: int = 0) -> int:

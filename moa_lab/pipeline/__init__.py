@@ -1,6 +1,5 @@
-"""The async engine that runs topologies over queries, with a trace per query."""
+"""The async engine that runs topologies over queries, one typed record per query."""
 
 from moa_lab.pipeline._engine import Pipeline, run, run_async
-from moa_lab.pipeline._trace import QueryResult
 
-__all__ = ["Pipeline", "QueryResult", "run", "run_async"]
+__all__ = ["Pipeline", "run", "run_async"]

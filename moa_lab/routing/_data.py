@@ -14,7 +14,8 @@ from moa_lab.benchmarks import load_gsm8k, load_recorded_responses
 from moa_lab.core import ConfigError, Message, Usage
 from moa_lab.models import PriceTable, estimate_prompt_tokens, estimate_tokens
 from moa_lab.registry import build
-from moa_lab.tracking import read_runlog
+from moa_lab.topology import TopologySpec, validate
+from moa_lab.tracking import QueryRecord, read_runlog
 
 
 @dataclass
@@ -103,7 +104,7 @@ def from_recorded(
                 continue
             scores[i, j] = 1.0 if match(output, str(sample.target)) else 0.0
             usage = Usage(prompts[i], estimate_tokens(output))
-            cost[i, j], tokens[i, j] = price.cost(usage).usd, usage.input_tokens + usage.output_tokens
+            cost[i, j], tokens[i, j] = price.cost(usage).list_usd, usage.input_tokens + usage.output_tokens
             texts[i][j] = output
     proposers = [{"agent": "plain", "model": f"{endpoint}/{name}"} for name in names]
     return RoutingData(
@@ -120,27 +121,25 @@ def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") 
     rows: dict[str, dict[str, Any]] = {}
     sources = []
     for path in paths:
-        header, records = read_runlog(path)
+        runlog = read_runlog(path)
         sources.append(str(path))
-        layers = header.get("topology", {}).get("layers") or []
-        if not layers:
+        topology = validate(TopologySpec, runlog.header.topology, source=f"{path}: header")
+        if not topology.layers:
             raise ConfigError(f"{path}: the RunLog header names no topology layers")
-        this_pool = [dict(p) for p in layers[0]["proposers"]]
+        this_pool = [p.model_dump(mode="json") for p in topology.layers[0].proposers]
         if pool is None:
             pool = this_pool
         elif this_pool != pool:
             raise ConfigError(f"{path}: its layer-1 proposers differ from {sources[0]}'s; train on one pool at a time")
-        for record in records:
-            if "proposal_scores" not in record:
-                raise ConfigError(f"{path}: record {record.get('id')!r} has no proposal_scores (evaluate with a pure scorer)")
-            row = rows.setdefault(str(record["id"]), {"query": record["input"], "cells": {}})
-            selected = record.get("selected") or list(range(len(pool)))
+        for record in runlog.records:
+            if record.proposal_scores is None:
+                raise ConfigError(f"{path}: record {record.id!r} has no proposal_scores (evaluate with a pure scorer)")
+            row = rows.setdefault(record.id, {"query": record.sample.input, "cells": {}})
+            selected = record.selected or list(range(len(pool)))
             spend = _layer1_spend(record)
-            for position, proposal, score in zip(selected, record["layers"][0], record["proposal_scores"]):
-                if proposal.get("error"):
-                    score = 0.0
-                usd, used = spend.get(proposal["agent"], (0.0, 0))
-                row["cells"][position] = (float(score), proposal.get("text") or "", usd, used)
+            for position, proposal, score in zip(selected, record.layers[0], record.proposal_scores):
+                usd, used = spend.get(proposal.agent, (0.0, 0))
+                row["cells"][position] = (0.0 if proposal.error else float(score), proposal.text, usd, used)
     if pool is None:
         raise ConfigError("no RunLogs given")
     ids = list(rows)
@@ -203,14 +202,13 @@ def _answer_ids(texts: list[list[str | None]], extract: Callable[[str], str]) ->
     return out
 
 
-def _layer1_spend(record: dict[str, Any]) -> dict[str, tuple[float, int]]:
+def _layer1_spend(record: QueryRecord) -> dict[str, tuple[float, int]]:
     """Per layer-1 agent: the list $ and the tokens of its calls in this record."""
     spend: dict[str, tuple[float, int]] = {}
-    for call in record.get("calls", []):
-        if call.get("layer") == 1:
-            usd, used = spend.get(call["agent"], (0.0, 0))
-            spend[call["agent"]] = (usd + float(call.get("list_cost_usd", call.get("cost_usd", 0.0))),
-                                    used + int(call.get("input_tokens", 0)) + int(call.get("output_tokens", 0)))
+    for call in record.calls:
+        if call.layer == 1:
+            usd, used = spend.get(call.agent, (0.0, 0))
+            spend[call.agent] = (usd + call.cost.list_usd, used + call.usage.total_tokens)
     return spend
 
 

@@ -3,7 +3,7 @@
 from moa_lab.scoring._metrics import Estimate, bootstrap_ci, estimate, mean_stderr, paired_difference, percentile
 from moa_lab.scoring import _judges as _judges  # registers the judges
 from moa_lab.scoring._judges import PairwiseJudge, RubricJudge, SingleJudge
-from moa_lab.scoring._scorer import Match, Scorer, ScoringContext, scorer
+from moa_lab.scoring._scorer import Match, Scorer, ScoringContext, SummarizingScorer, scorer
 
 __all__ = [
     "Estimate",
@@ -13,6 +13,7 @@ __all__ = [
     "Scorer",
     "ScoringContext",
     "SingleJudge",
+    "SummarizingScorer",
     "bootstrap_ci",
     "estimate",
     "mean_stderr",

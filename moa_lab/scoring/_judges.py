@@ -12,6 +12,7 @@ from typing import Any
 
 from moa_lab.core import ConfigError, Message, Sample, Sampling, Score
 from moa_lab.scoring._scorer import ScoringContext, scorer
+from moa_lab.tracking import QueryRecord
 from moa_lab.scoring._verdicts import (
     flip_preference,
     load_judge_prompts,
@@ -60,13 +61,14 @@ class PairwiseJudge:
         pref = sum(valid) / len(valid)
         return Score(pref - 1.0, f"preferences {prefs}")
 
-    def summary(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        scored = [r for r in records if r.get("answer") is not None and not math.isnan(float(r.get("score", math.nan)))]
+    def summary(self, records: Sequence[QueryRecord]) -> dict[str, float]:
+        """Win rate and length-controlled win rate over the answers the judge could score."""
+        scored = [(r.answer.text, r.score, r.sample) for r in records if r.answer is not None and r.score is not None]
         if not scored:
             return {}
-        prefs = [1.0 + float(r["score"]) for r in scored]
-        model_len = [len(r["answer"]) for r in scored]
-        ref_len = [len(str((r.get("metadata") or {}).get(self.reference_field, ""))) for r in scored]
+        prefs = [1.0 + score for _, score, _ in scored]
+        model_len = [len(text) for text, _, _ in scored]
+        ref_len = [len(str(sample.metadata.get(self.reference_field, ""))) for _, _, sample in scored]
         return {
             "win_rate": win_rate(prefs),
             "win_rate_stderr": standard_error(prefs),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from moa_lab.core import CallRecord, Message, Sample, Sampling, Score
 from moa_lab.models import ModelSet
 from moa_lab.registry import register
+from moa_lab.tracking import QueryRecord
 from moa_lab.scoring._extract import extract_choice, extract_number, normalize_text, numbers_equal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +39,13 @@ class Scorer(Protocol):
     calls_models: bool
 
     async def score(self, sample: Sample, answer: str, ctx: ScoringContext) -> Score: ...
+
+
+@runtime_checkable
+class SummarizingScorer(Scorer, Protocol):
+    """A scorer whose run-level statistic is more than the mean score (a judge's win rates)."""
+
+    def summary(self, records: Sequence[QueryRecord]) -> dict[str, float]: ...
 
 
 def scorer(name: str | None = None) -> Callable[[F], F]:

@@ -200,7 +200,7 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
                               tags={"study": exp.spec.name, "trial": str(number)}, parent_run_id=parent)
             tracker.log_metrics(values)
             for runlog in sorted(study_dir(exp).glob(f"trial-{number}*.jsonl")):
-                for i, record in enumerate(read_runlog(runlog)[1]):  # every query in the table, a few traced
+                for i, record in enumerate(read_runlog(runlog).records):  # every query in the table, a few traced
                     tracker.log_query(record, trace=i < TRACES_PER_TRIAL)
             tracker.end_run()
         if on_trial is not None:

@@ -3,7 +3,7 @@ loads on first use, so `import moa_lab` stays light."""
 
 from typing import Any
 
-from moa_lab.selection._selector import AllProposers, FirstK, RandomK, Selector, build_selector, selector
+from moa_lab.selection._selector import AllProposers, FirstK, PoolSelector, RandomK, Selector, build_selector, selector
 
 _LAZY = {
     "LearnedSelector": "moa_lab.selection._router",
@@ -27,6 +27,7 @@ __all__ = [
     "AllProposers",
     "FirstK",
     "LearnedSelector",
+    "PoolSelector",
     "RandomK",
     "Router",
     "Selector",

@@ -18,6 +18,14 @@ class Selector(Protocol):
     def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]: ...
 
 
+@runtime_checkable
+class PoolSelector(Selector, Protocol):
+    """A selector trained for one pool of proposers: `bind` checks the topology's layer 1 against
+    it once, when the Pipeline is built, so a mismatch fails before any call."""
+
+    def bind(self, candidates: Sequence[AgentSpec]) -> None: ...
+
+
 def selector(name: str | None = None):  # type: ignore[no-untyped-def]
     """Register a selector factory under kind "selector"."""
     return register("selector", name)

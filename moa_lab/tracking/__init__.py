@@ -1,14 +1,22 @@
-"""Tracking: the RunLog data model and its writers (MLflow is a sink on top)."""
+"""Tracking: the RunLog data model (typed records) and its writers (MLflow is a sink on top)."""
 
-from moa_lab.tracking._mlflow import MlflowTracker, default_artifact_location, default_tracking_uri
-from moa_lab.tracking._runlog import SCHEMA, VERSION, RunLogWriter, read_runlog
+from moa_lab.tracking._mlflow import MlflowTracker, default_artifact_location, default_tracking_uri, redact_uri
+from moa_lab.tracking._records import SCHEMA, VERSION, QueryRecord, RunHeader, total_cost
+from moa_lab.tracking._runlog import RunLog, RunLogWriter, read_runlog
+from moa_lab.tracking._tracker import Tracker
 
 __all__ = [
     "SCHEMA",
     "VERSION",
     "MlflowTracker",
+    "QueryRecord",
+    "RunHeader",
+    "RunLog",
     "RunLogWriter",
+    "Tracker",
     "default_artifact_location",
     "default_tracking_uri",
     "read_runlog",
+    "redact_uri",
+    "total_cost",
 ]

@@ -1,6 +1,6 @@
 """An MLflow sink for moa-lab runs: params, metrics, a per-query table, one trace per query.
 
-The RunLog is the data model; this sink is fed plain dicts. `mlflow` is imported inside methods
+The RunLog is the data model; this sink is fed its typed records. `mlflow` is imported inside methods
 only, because importing it costs over a second and `import moa_lab.tracking` must stay light.
 """
 
@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from moa_lab.tracking._records import QueryRecord
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -55,6 +57,14 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
+
+
+def redact_uri(uri: str) -> str:
+    """A URI with any password replaced by ***: `postgresql://user:pw@host` -> `postgresql://user:***@host`."""
+    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", uri)
+
+
 def is_secret_key(key: str) -> bool:
     """True for keys that name a credential (`api_key`, `db_password`); token counts are not."""
     return str(key).lower().replace("-", "_").endswith(_SECRET_KEY_ENDINGS)
@@ -67,6 +77,7 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
+        obj = redact_uri(obj) if "://" in obj else obj
         return _SECRET_VALUE.sub(REDACTED, obj) if "sk-" in obj else obj
     return obj
 
@@ -158,19 +169,21 @@ class MlflowTracker:
         for i in range(0, len(items), METRICS_PER_BATCH):
             self._client.log_batch(run_id, metrics=items[i : i + METRICS_PER_BATCH])
 
-    def log_query(self, record: Mapping[str, Any], *, trace: bool = True) -> None:
+    def log_query(self, record: QueryRecord, *, trace: bool = True) -> None:
         """Buffer the query's table row and, with `traces` (and `trace`), record its trace (one span
         per call)."""
         run_id = self._active()
-        rec = redact(record)
-        row = {k: rec.get(k) for k in ("id", "input", "answer", "target", "score")}
-        for layer in rec.get("layers") or []:
+        row: dict[str, Any] = {"id": record.id, "input": record.sample.input,
+                               "answer": record.answer.text if record.answer else None,
+                               "target": record.sample.target, "score": record.score}
+        for layer in record.layers:
             for p in layer:
-                row[p["agent"]] = p.get("text") if p.get("error") is None else f"[error] {p['error']}"
-        row.update({k: rec.get(k) for k in ("cost_usd", "latency_s", "error")})
-        self._rows.append(row)
+                row[p.agent] = p.text if p.error is None else f"[error] {p.error}"
+        row |= {"cost_usd": record.cost.paid_usd, "list_cost_usd": record.cost.list_usd,
+                "latency_s": record.latency_s, "error": record.error}
+        self._rows.append(redact(row))
         if self.traces and trace:
-            self._trace(rec, run_id)
+            self._trace(record, run_id)
             self._unflushed += 1
             if self._unflushed >= TRACES_PER_FLUSH:
                 import mlflow
@@ -178,58 +191,59 @@ class MlflowTracker:
                 mlflow.flush_trace_async_logging()
                 self._unflushed = 0
 
-    def _trace(self, rec: Mapping[str, Any], run_id: str) -> None:
+    def _trace(self, record: QueryRecord, run_id: str) -> None:
         from mlflow.entities import SpanType
         from mlflow.tracing.constant import SpanAttributeKey as Key
 
-        latency = float(rec.get("latency_s") or 0.0)
-        start = float(rec.get("started") or time.time() - latency)
+        start = record.started or time.time() - record.latency_s
         root = self._client.start_trace(
             "query",
             span_type=SpanType.CHAIN,
-            inputs={"input": rec.get("input")},
-            attributes={"id": rec.get("id"), "target": rec.get("target"), "score": rec.get("score"),
-                        "selected": rec.get("selected")},  # which layer-1 proposers the selector called
-            tags={"moa.query_id": str(rec.get("id"))},
+            inputs={"input": redact(record.sample.input)},
+            attributes={"id": record.id, "target": record.sample.target, "score": record.score,
+                        "selected": record.selected},  # which layer-1 proposers the selector called
+            tags={"moa.query_id": record.id},
             experiment_id=self.experiment_id,
             start_time_ns=_ns(start),
             run_id=run_id,
         )
         trace_id = root.trace_id
-        for call in rec.get("calls") or []:
-            c_start = float(call.get("started") or start)
-            tin, tout = int(call.get("input_tokens") or 0), int(call.get("output_tokens") or 0)
+        for call in record.calls:
+            c_start = call.started or start
+            tin, tout = call.usage.input_tokens, call.usage.output_tokens
             span = self._client.start_span(
-                str(call.get("agent")),
+                call.agent,
                 trace_id=trace_id,
                 parent_id=root.span_id,
                 span_type=SpanType.CHAT_MODEL,
-                inputs={"messages": call.get("messages")},
+                inputs={"messages": redact([m.to_dict() for m in call.messages])},
                 attributes={
-                    "model": call.get("model"), "layer": call.get("layer"),
-                    "input_tokens": tin, "output_tokens": tout, "cost_usd": call.get("cost_usd"),
-                    "cached": call.get("cached"), "attempts": call.get("attempts"), "error": call.get("error"),
+                    "model": call.model, "layer": call.layer,
+                    "input_tokens": tin, "output_tokens": tout,
+                    "paid_usd": call.cost.paid_usd, "list_usd": call.cost.list_usd,
+                    "cached": call.cached, "attempts": call.attempts, "error": redact(call.error),
                     # MLflow's own keys: the UI sums them per trace, and a set cost stops MLflow
                     # from pricing the model itself.
                     Key.CHAT_USAGE: {"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout},
-                    Key.LLM_COST: {"total_cost": float(call.get("cost_usd") or 0.0)},
+                    Key.LLM_COST: {"total_cost": call.cost.paid_usd},
                 },
                 start_time_ns=_ns(c_start),
             )
             self._client.end_span(
                 trace_id,
                 span.span_id,
-                outputs=call.get("output"),
-                status="ERROR" if call.get("error") else "OK",
-                end_time_ns=_ns(c_start + float(call.get("latency_s") or 0.0)),
+                outputs=redact(call.output),
+                status="ERROR" if call.error else "OK",
+                end_time_ns=_ns(c_start + call.latency_s),
             )
+        usage = record.usage
         self._client.end_trace(
             trace_id,
-            outputs={"answer": rec.get("answer")},
-            attributes={"input_tokens": rec.get("input_tokens"), "output_tokens": rec.get("output_tokens"),
-                        "cost_usd": rec.get("cost_usd"), "error": rec.get("error")},
-            status="ERROR" if rec.get("error") else "OK",
-            end_time_ns=_ns(start + latency),
+            outputs={"answer": redact(record.answer.text) if record.answer else None},
+            attributes={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                        "paid_usd": record.cost.paid_usd, "list_usd": record.cost.list_usd, "error": redact(record.error)},
+            status="ERROR" if record.error else "OK",
+            end_time_ns=_ns(start + record.latency_s),
         )
 
     def log_artifact(self, path: Path) -> None:

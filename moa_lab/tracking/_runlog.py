@@ -1,39 +1,53 @@
 """The RunLog: a versioned JSONL file, one header line then one line per finished query.
 
 It is written as queries finish (a crash loses at most the line being written) and it is the data
-model that analysis and trackers read.
+model that evaluation, trackers, routing and analysis read. Version-1 files (written before the
+records were typed) are read and, when resumed, rewritten as version 2.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from moa_lab.core import ConfigError
+from pydantic import ValidationError
 
-SCHEMA = "moa-lab/runlog"
-VERSION = 1
+from moa_lab.core import ConfigError
+from moa_lab.tracking._records import SCHEMA, VERSION, QueryRecord, RunHeader
+from moa_lab.tracking._runlog_v1 import header_from_v1, record_from_v1
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """A RunLog as read: its header and its records in file order."""
+
+    path: Path
+    header: RunHeader
+    records: list[QueryRecord]
 
 
 class RunLogWriter:
-    """Appends records to a RunLog; `resume=True` keeps an existing file and its records."""
+    """Writes a RunLog: the header and any `records` already finished (a resumed run), then each
+    record appended as it comes. Starting is atomic: the file is replaced whole, so a torn last
+    line or an older version never stays in front of new records."""
 
-    def __init__(self, path: str | Path, header: Mapping[str, Any], *, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, header: RunHeader, records: Sequence[QueryRecord] = ()) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not (resume and self.path.exists())
-        self._fh: IO[str] = self.path.open("w" if fresh else "a", encoding="utf-8")
-        if fresh:
-            self._write({"schema": SCHEMA, "version": VERSION, "created": time.time(), **header})
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(header.model_dump_json(by_alias=True) + "\n")
+            for record in records:
+                fh.write(record.model_dump_json() + "\n")
+        tmp.replace(self.path)
+        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        self._write(record)
-
-    def _write(self, obj: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    def write(self, record: QueryRecord) -> None:
+        self._fh.write(record.model_dump_json() + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -46,24 +60,35 @@ class RunLogWriter:
         self.close()
 
 
-def read_runlog(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, records) of a RunLog; a torn last line (from a killed run) is ignored."""
-    header, records = None, []
-    for obj in _lines(Path(path)):
-        if header is None:
-            if obj.get("schema") != SCHEMA:
-                raise ConfigError(f"{path}: not a moa-lab RunLog (first line has no schema {SCHEMA!r})")
-            if obj.get("version", 0) > VERSION:
-                raise ConfigError(f"{path}: RunLog version {obj['version']} is newer than this moa-lab ({VERSION})")
-            header = obj
-        else:
-            records.append(obj)
-    if header is None:
+def read_runlog(path: str | Path) -> RunLog:
+    """The header and records of a RunLog; a torn last line (from a killed run) is ignored."""
+    path = Path(path)
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None:
         raise ConfigError(f"{path}: empty RunLog")
-    return header, records
+    if not isinstance(first, dict) or first.get("schema") != SCHEMA:
+        raise ConfigError(f"{path}: not a moa-lab RunLog (first line has no schema {SCHEMA!r})")
+    version = first.get("version", 0)
+    if version > VERSION:
+        raise ConfigError(f"{path}: RunLog version {version} is newer than this moa-lab ({VERSION}); upgrade moa-lab")
+    v1 = version < 2
+    try:
+        header = header_from_v1(first) if v1 else RunHeader.model_validate(first)
+        records = [record_from_v1(obj) if v1 else QueryRecord.model_validate(obj) for obj in lines]
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a valid version-{version} RunLog ({_first_problem(exc)})") from None
+    return RunLog(path, header, records)
 
 
-def _lines(path: Path) -> Iterator[dict[str, Any]]:
+def _first_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+
+
+def _lines(path: Path) -> Iterator[Any]:
     if not path.exists():
         raise ConfigError(f"{path}: RunLog not found")
     with path.open(encoding="utf-8") as fh:

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from moa_lab.core import Completion, ConfigError, ReplayMissing, Request, Usage
-from moa_lab.models._pricing import estimate_prompt_tokens, estimate_tokens
+from moa_lab.core import Completion, ConfigError, Message, ReplayMissing, Request
+from moa_lab.models._pricing import estimate_tokens, estimate_usage
 
 
 class ReplayClient:
@@ -51,8 +51,9 @@ class ReplayClient:
 
     async def complete(self, request: Request) -> Completion:
         output = self._lookup(request)
-        usage = Usage(estimate_prompt_tokens(request.messages), estimate_tokens(output))
-        return Completion(output, usage, "stop", usage_estimated=True)
+        # a completion-style prompt is what was sent, so it is what the estimate counts
+        shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
+        return Completion(output, estimate_usage(shown, output), "stop", usage_estimated=True)
 
     def _lookup(self, request: Request) -> str:
         recorded = self._outputs.get(request.model)

@@ -1,0 +1,181 @@
+"""Running an experiment: every topology on every group of samples, each a RunLog in a new run
+folder (one per invocation) and, when tracking is on, a tracker run nested under one for the
+experiment. `resume=True` continues the latest unfinished run folder instead."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from moa_lab.benchmarks import second_turn
+from moa_lab.core import ConfigError
+from moa_lab.evaluation._evaluate import evaluate
+from moa_lab.evaluation._experiment import Experiment
+from moa_lab.evaluation._sources import dataset_hash, groups
+from moa_lab.evaluation._summary import EvalSummary
+from moa_lab.models import ModelSet
+from moa_lab.tracking import QueryRecord, Tracker, read_runlog
+
+FINISHED = "FINISHED"
+"""The marker file of a run folder whose every RunLog is complete."""
+LATEST = "latest"
+
+
+@dataclass
+class ExperimentRun:
+    """What `run_experiment` did: its run folder, a summary per RunLog, and whether it was stopped."""
+
+    folder: Path
+    summaries: list[EvalSummary]
+    stopped: bool = False
+
+
+def run_folder(exp: Experiment, *, resume: bool) -> Path:
+    """A new run folder `<output>/<name>/<time>`, or with `resume` the latest unfinished one."""
+    runs = exp.output_dir() / exp.spec.name
+    if resume:
+        unfinished = [f for f in _run_folders(runs) if not (f / FINISHED).exists()]
+        if not unfinished:
+            raise ConfigError(f"{exp.source}: no unfinished run under {runs} to resume; run it without --resume")
+        return unfinished[-1]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = runs / stamp, 1
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            break
+        except FileExistsError:  # two runs started in the same second
+            n += 1
+            folder = runs / f"{stamp}-{n}"
+    link = runs / f".{LATEST}.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(folder.name)
+    link.replace(runs / LATEST)
+    return folder
+
+
+def _run_folders(runs: Path) -> list[Path]:
+    if not runs.is_dir():
+        return []
+    return sorted((f for f in runs.iterdir() if f.is_dir() and not f.is_symlink() and f.name[:8].isdigit()),
+                  key=lambda f: (f.name[:15], int(f.name[16:] or 1)))
+
+
+async def run_experiment(
+    exp: Experiment,
+    models: ModelSet,
+    *,
+    resume: bool = False,
+    tracker: Tracker | None = None,
+    on_record: Callable[[str, QueryRecord], None] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> ExperimentRun:
+    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight."""
+    sources = groups(exp)  # bad inputs fail before any folder, store or run is made
+    folder = run_folder(exp, resume=resume)
+    commit = git_commit(exp.folder)
+    run = ExperimentRun(folder, [])
+    background = _Background(tracker) if tracker is not None else None
+    parent = None
+    if tracker is not None:
+        parent = tracker.start_run(exp.spec.name, params={"experiment": exp.spec.model_dump(mode="json")},
+                                   tags={"git_commit": commit, "moa_lab.kind": "experiment", "run_folder": str(folder)})
+    stopped = lambda: stop is not None and stop.is_set()  # noqa: E731
+    try:
+        for group in sources:
+            for label, spec in exp.topologies(None if group.task == "turn1" else group.task).items():
+                name = f"{label}__{group.task}" if group.task else label
+                if on_start is not None:
+                    on_start(name, len(group.samples))
+                if tracker is not None:
+                    tracker.start_run(name, params={"topology": spec.model_dump(mode="json"),
+                                                    "scorer": group.scorer.name if group.scorer else "",
+                                                    "task": group.task or "",
+                                                    "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}},
+                                      tags={"git_commit": commit, "dataset_hash": dataset_hash(group.samples), "topology": label},
+                                      parent_run_id=parent)
+                hook = _hook(name, background, exp.spec.tracking.traces, on_record)
+                turns, first = [(name, group.task, group.samples)], len(run.summaries)
+                while turns:
+                    run_name, task, samples = turns.pop(0)
+                    summary = await evaluate(
+                        spec, samples, models, group.scorer, runlog=folder / f"{run_name}.jsonl", label=run_name,
+                        experiment=exp.spec.name, task=task, resume=resume, concurrency=exp.spec.concurrency,
+                        on_record=hook, stop=stop,
+                    )
+                    run.summaries.append(summary)
+                    if task == "turn1" and not stopped():
+                        # MT-Bench: the second question is asked in the conversation of the first answer
+                        answers = {r.id: r.answer.text for r in read_runlog(summary.runlog).records if r.answer}
+                        turn2 = [second_turn(s, answers[s.id]) for s in samples if s.id in answers]
+                        turns.append((f"{label}__turn2", "turn2", turn2))
+                if tracker is not None and background is not None:
+                    await background.drain()
+                    tracker.log_metrics(run.summaries[first].metrics())
+                    tracker.log_artifact(run.summaries[first].runlog)
+                    tracker.end_run(status="KILLED" if stopped() else "FINISHED")
+                if stopped():
+                    run.stopped = True
+                    return run
+        (folder / FINISHED).touch()
+    finally:
+        if tracker is not None and parent is not None:
+            tracker.end_run(status="KILLED" if stopped() else "FINISHED")
+        if background is not None:
+            background.close()
+    return run
+
+
+def _hook(
+    name: str, background: _Background | None, traces: bool | int, on_record: Callable[[str, QueryRecord], None] | None
+) -> Callable[[QueryRecord], None]:
+    """Per record: mirror it to the tracker (traced for the first `traces`), then tell the caller."""
+    traced = 0
+
+    def hook(record: QueryRecord) -> None:
+        nonlocal traced
+        if background is not None:
+            trace = traces is True or (traces is not False and traced < int(traces))
+            traced += trace
+            background.log_query(record, trace=trace)
+        if on_record is not None:
+            on_record(name, record)
+
+    return hook
+
+
+def git_commit(folder: Path) -> str:
+    """The commit of the repository holding `folder` (logged with every run), or "unknown"."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+class _Background:
+    """Runs a tracker's per-query logging on one worker thread, so MLflow never stalls the event
+    loop; `drain` waits for it before a run's metrics and end."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="moa-tracking")
+        self._pending: list[Future[None]] = []
+
+    def log_query(self, record: QueryRecord, *, trace: bool) -> None:
+        self._pending.append(self._executor.submit(self._tracker.log_query, record, trace=trace))
+
+    async def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
