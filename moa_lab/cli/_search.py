@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import yaml
 from rich.markup import escape
 
 from moa_lab.cli._app import app, console
 from moa_lab.core import ConfigError
 from moa_lab.evaluation import Experiment
-from moa_lab.topology import to_yaml
 
 
 @app.command()
@@ -26,7 +24,7 @@ def search(
     workers: Annotated[int, typer.Option(help="Worker processes on this machine sharing the study.")] = 1,
 ) -> None:
     """Search topologies with Optuna under the study's hard budget; prints each trial and the front."""
-    from moa_lab.search import load_study, open_study, pareto as front, run_study, study_budget
+    from moa_lab.search import TrialResult, load_study, open_study, pareto, run_study, study_budget
 
     exp = Experiment.load(experiment)
     models = exp.model_set(budget=study_budget(exp, storage))
@@ -38,15 +36,16 @@ def search(
         cmd += (["--trials", str(trials)] if trials else []) + (["--storage", storage] if storage else [])
         procs = [subprocess.Popen(cmd) for _ in range(workers)]
         codes = [p.wait() for p in procs]
-        _show_front(front(load_study(exp, storage)))
+        _show_front(pareto(load_study(exp, storage)))
         if any(codes):
             raise typer.Exit(max(codes))
         return
 
-    def show(number: int, spec: Any, values: dict[str, float]) -> None:
+    def show(result: TrialResult) -> None:
         spent = models.budget.spent_usd if models.budget is not None else 0.0
-        console.print(f"trial {number:>3}: quality {values['quality']:.3f} · ${values['cost_per_query_usd']:.2e}/query · "
-                      f"p50 {values['latency_p50_s']:.2f}s · {_describe(spec)} · study spent ${spent:.4f}")
+        v = result.values
+        console.print(f"trial {result.number:>3}: quality {v['quality']:.3f} · ${v['cost_per_query_usd']:.2e}/query · "
+                      f"p50 {v['latency_p50_s']:.2f}s · {_describe(result.spec)} · study spent ${spent:.4f}")
 
     tracker = None
     if exp.spec.tracking.mlflow:
@@ -61,7 +60,7 @@ def search(
             return await run_study(exp, models, trials=trials, storage=storage, resume=resume, on_trial=show, tracker=tracker)
 
     study = asyncio.run(main())
-    _show_front(front(study))
+    _show_front(pareto(study))
     if models.budget is not None:
         console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
     console.print(f"dashboard: optuna-dashboard {study_storage_hint(exp, storage)}")
@@ -75,50 +74,54 @@ def pareto_(
     match_quality: Annotated[Optional[float], typer.Option(help="Also report the cheapest trial with at least this quality.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="Also report the best trial at or under this $ per query.")] = None,
 ) -> None:
-    """The study's Pareto front (quality, $ per query, latency), its plot, and the best-quality spec
-    written as a topology YAML and as an experiment that `moa-lab eval` runs as is."""
-    from moa_lab.search import load_study, pareto as front
-    from moa_lab.search._study import write_front_plot
+    """The study's Pareto front, its plot, and the best trial written out to be evaluated again.
+
+    The front is quality up, $ per query and latency down. The best-quality trial is written as
+    topology YAML and as an experiment that `moa-lab eval` runs as is, reproducing the trial.
+    """
+    from moa_lab.search import export_best, load_study, pareto, write_front_plot
 
     exp = Experiment.load(experiment)
     study = load_study(exp, storage)
-    results = front(study)
+    results = pareto(study)
     if not results:
         raise ConfigError(f"study {exp.spec.name!r} has no trial evaluated on the full set yet")
     _show_front(results)
     if match_quality is not None:
         ok = [r for r in results if r.values["quality"] >= match_quality]
         best = min(ok, key=lambda r: r.values["cost_per_query_usd"]) if ok else None
-        console.print(f"cheapest with quality >= {match_quality}: " + (f"trial {best.number}, {best.values['quality']:.3f} at "
-                      f"${best.values['cost_per_query_usd']:.2e}/query, {_describe(best.spec)}" if best else "none on the front"))
+        console.print(f"cheapest with quality >= {match_quality}: " + (_line(best) if best else "none on the front"))
     if max_cost is not None:
         ok = [r for r in results if r.values["cost_per_query_usd"] <= max_cost]
         best = max(ok, key=lambda r: r.values["quality"]) if ok else None
-        console.print(f"most accurate at <= ${max_cost:.2e}/query: " + (f"trial {best.number}, {best.values['quality']:.3f} at "
-                      f"${best.values['cost_per_query_usd']:.2e}/query, {_describe(best.spec)}" if best else "none on the front"))
+        console.print(f"most accurate at <= ${max_cost:.2e}/query: " + (_line(best) if best else "none on the front"))
     folder = out or exp.output_dir() / exp.spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "best_topology.yaml").write_text(to_yaml(results[0].spec))
-    body = exp.spec.model_dump(mode="json", exclude_none=True, exclude={"search", "topology", "topologies", "output"})
-    body["name"] = f"{exp.spec.name}-best"
-    body["topologies"] = {"best": results[0].spec.model_dump(mode="json")}
-    for endpoint in body.get("endpoints", {}).values():  # make the data paths absolute: the file lives elsewhere
-        endpoint["paths"] = [str(exp.path(p)) for p in endpoint.get("paths", [])]
-        if endpoint.get("questions"):
-            endpoint["questions"] = str(exp.path(endpoint["questions"]))
-    if body.get("benchmark", {}).get("path"):
-        body["benchmark"]["path"] = str(exp.path(body["benchmark"]["path"]))
-    (folder / "best_experiment.yaml").write_text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True))
+    written = export_best(exp, results[0], folder)
     plot = write_front_plot(study, folder / "pareto.png")
-    console.print(f"best-quality topology: {folder / 'best_topology.yaml'}")
-    console.print(f"evaluate it as is:     moa-lab eval {folder / 'best_experiment.yaml'}")
-    console.print(f"plot:                  {plot}")
+    console.print(f"best-quality trial {results[0].number}: quality {results[0].values['quality']:.4f}")
+    console.print(f"topology:          {', '.join(_shown(p) for p in written.topologies)}")
+    console.print(f"evaluate it again: moa-lab eval {_shown(written.experiment)}")
+    console.print(f"plot:              {_shown(plot)}")
 
 
 def study_storage_hint(exp: Experiment, storage: str | None) -> str:
-    from moa_lab.search._study import study_dir
+    """What to give optuna-dashboard: the storage URL, or the default journal file."""
+    from moa_lab.search import study_dir
 
     return storage or str(study_dir(exp) / "journal.log")
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be: relative to the current folder when it lies under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _line(result: Any) -> str:
+    v = result.values
+    return f"trial {result.number}, {v['quality']:.3f} at ${v['cost_per_query_usd']:.2e}/query, {_describe(result.spec)}"
 
 
 def _describe(spec: Any) -> str:
