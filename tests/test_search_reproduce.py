@@ -165,3 +165,20 @@ def test_quickstart_on_the_embedded_model_reproduces(tmp_path: Path, cache_dir: 
 
     summaries = asyncio.run(evaluate())
     assert sum(s.quality.mean * s.samples for s in summaries) / sum(s.samples for s in summaries) == best.values["quality"]
+
+
+def test_pareto_command_writes_the_files_it_names(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    exp = _quickstart(tmp_path, items=3, trials=3)
+    gold = _answers(exp.spec.benchmark.tasks, 3)  # type: ignore[union-attr, arg-type]
+    asyncio.run(run_study(exp, _models(exp, ScriptedClient(responder=_responder(gold)))))
+    done = subprocess.run([sys.executable, "-m", "moa_lab.cli", "pareto", "search.yaml"], cwd=exp.folder, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "moa-lab eval out/search-quickstart/best_experiment.yaml" in done.stdout
+    folder = exp.folder / "out" / "search-quickstart"
+    assert {p.name for p in folder.iterdir()} >= {"best_experiment.yaml", "best_topology.opposites.yaml",
+                                                 "best_topology.addition.yaml", "pareto.png"}

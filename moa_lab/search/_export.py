@@ -54,10 +54,11 @@ def _experiment_body(exp: Experiment, result: TrialResult, folder: Path) -> dict
     def rebased(value: str) -> str:
         return value if Path(value).expanduser().is_absolute() else os.path.relpath(exp.path(value), folder)
 
-    body = exp.spec.model_dump(mode="json", exclude_unset=True, exclude={"search", "topology", "topologies", "output"})
-    body["name"] = f"{exp.spec.name}-best"
-    body["description"] = (f"trial {result.number} of the study {exp.spec.name}: quality {result.values['quality']:.4f}, "
-                           f"${result.values['cost_per_query_usd']:.3e} per query")
+    kept = exp.spec.model_dump(mode="json", exclude_unset=True,
+                               exclude={"name", "description", "search", "topology", "topologies", "output"})
+    body = {"name": f"{exp.spec.name}-best",
+            "description": (f"trial {result.number} of the study {exp.spec.name}: quality {result.values['quality']:.4f}, "
+                            f"${result.values['cost_per_query_usd']:.3e} per query"), **kept}
     for section in ("benchmark", "dataset"):
         if body.get(section, {}).get("path"):
             body[section]["path"] = rebased(body[section]["path"])
