@@ -73,6 +73,7 @@ def samples_hash(benchmark: list[Group]) -> str:
 
 
 def runlog_name(number: int, task: str | None) -> str:
+    """The RunLog (and label) of a trial's group: `trial-3__opposites`, or `trial-3` without tasks."""
     return f"trial-{number}__{task}" if task else f"trial-{number}"
 
 
@@ -111,6 +112,7 @@ def trial_records(folder: Path, number: int) -> list[Any]:
 
 
 def worker_name() -> str:
+    """This process as the trial's `worker` attribute: host:pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
