@@ -1,20 +1,28 @@
 """Search: Optuna studies over topologies under a hard budget (the only importer of optuna)."""
 
-from moa_lab.search._space import SearchSpace, suggest
+from moa_lab.search._config import SearchConfig, search_config, study_dir
+from moa_lab.search._export import ExportedTrial, export_best
+from moa_lab.search._front import pareto, trial_table, write_front_plot
 from moa_lab.search._ledger import LedgerBudget
-from moa_lab.search._study import (
-    SearchConfig,
-    TrialResult,
-    load_study,
-    open_study,
-    pareto,
-    run_study,
-    study_budget,
-    search_config,
-    trial_table,
-)
+from moa_lab.search._space import SearchSpace, suggest
+from moa_lab.search._study import load_study, open_study, run_study, study_budget
+from moa_lab.search._trial import TrialResult
 
 __all__ = [
+    "ExportedTrial",
     "LedgerBudget",
+    "SearchConfig",
+    "SearchSpace",
+    "TrialResult",
+    "export_best",
+    "load_study",
     "open_study",
-    "SearchConfig", "SearchSpace", "TrialResult", "load_study", "pareto", "run_study", "study_budget", "search_config", "suggest", "trial_table"]
+    "pareto",
+    "run_study",
+    "search_config",
+    "study_budget",
+    "study_dir",
+    "suggest",
+    "trial_table",
+    "write_front_plot",
+]

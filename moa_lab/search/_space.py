@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from moa_lab.selection import Router
-from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec, task_aggregator, task_prompt
+from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
 
 class RouterKnobs(BaseModel):
@@ -87,9 +87,9 @@ class Trial(Protocol):
     def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
 
 
-def suggest(trial: Trial, space: SearchSpace, task: str | None = None) -> TopologySpec:
-    """Sample one topology from the space; with a built-in `task`, proposers and an LLM aggregator
-    use that task's prompt format and worked examples (the same parameters give the same topology)."""
+def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
+    """Sample one topology from the space, independent of any task (a study over built-in tasks
+    binds it to each task with `moa_lab.topology.for_task`; the same parameters give the same spec)."""
     if space.router is not None:
         return _routed(trial, space.router, space.extractor)
     temperature = _pick(trial, "temperature", space.temperatures)
@@ -120,17 +120,11 @@ def suggest(trial: Trial, space: SearchSpace, task: str | None = None) -> Topolo
         aggregator = AgentSpec(agent="vote", extractor=space.extractor)
     else:
         model = _pick(trial, "aggregator.model", space.aggregator_models)
-        if kind == "synthesize" and task is not None:
-            aggregator = task_aggregator(task, model, max_tokens)
-        else:
-            extra = {"temperature": temperature} if kind == "synthesize" else {}
-            aggregator = AgentSpec(agent=kind, model=model, max_tokens=max_tokens, **extra)
-    prompt = task_prompt(task) if len(layers) == 1 else {}  # later layers see references: chat format
+        extra = {"temperature": temperature} if kind == "synthesize" else {}
+        aggregator = AgentSpec(agent=kind, model=model, max_tokens=max_tokens, **extra)
     specs = tuple(
-        LayerSpec(proposers=tuple(
-            AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens, **(prompt if i == 0 else {}))
-            for m in layer))
-        for i, layer in enumerate(layers)
+        LayerSpec(proposers=tuple(AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens) for m in layer))
+        for layer in layers
     )
     return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
 

@@ -2,7 +2,7 @@
 
 from moa_lab.topology._builder import Agent, Topology, build_topology, load_topology
 from moa_lab.topology._io import read_yaml, to_yaml, validate
-from moa_lab.topology._presets import PAPER_PROPOSERS, preset, task_aggregator, task_prompt
+from moa_lab.topology._presets import PAPER_PROPOSERS, for_task, preset, task_aggregator, task_prompt
 from moa_lab.topology._spec import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Topology",
     "TopologySpec",
     "build_topology",
+    "for_task",
     "load_topology",
     "preset",
     "task_aggregator",

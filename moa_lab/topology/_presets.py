@@ -11,6 +11,7 @@ import yaml
 from moa_lab.benchmarks import builtin_task
 from moa_lab.core import ConfigError
 from moa_lab.registry import build, register
+from moa_lab.topology._io import validate
 from moa_lab.topology._spec import AgentSpec, LayerSpec, TopologySpec
 
 PAPER_PROPOSERS = (
@@ -69,6 +70,31 @@ def task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec:
     instruction = "Each question comes with proposed answers, some of them wrong. Give the correct answer."
     return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="qa",
                      system=instruction, examples=[dict(e) for e in t.aggregator_examples])
+
+
+def for_task(spec: TopologySpec, task: str | None) -> TopologySpec:
+    """`spec` as it runs on a built-in task: in a one-layer topology the `plain` proposers get the
+    task's prompt format, instruction and first example set (later layers see references, so they
+    keep the chat format), and a `synthesize` aggregator becomes the task's few-shot aggregator with
+    the same model and max_tokens. Without a task, `spec` itself."""
+    if task is None:
+        return spec
+    layers = spec.layers
+    if len(layers) == 1:
+        prompt = task_prompt(task)
+        layers = (LayerSpec(proposers=tuple(
+            AgentSpec(agent=a.agent, **{**a.args, **prompt}) if a.agent == "plain" else a for a in layers[0].proposers)),)
+    aggregator = spec.aggregator
+    if aggregator is not None and aggregator.agent == "synthesize":
+        aggregator = task_aggregator(task, aggregator.args["model"], aggregator.args.get("max_tokens", 512))
+    return spec.model_copy(update={"layers": layers, "aggregator": aggregator})
+
+
+@register("topology", "for-task")
+def for_task_preset(topology: dict[str, Any], task: str | None = None) -> TopologySpec:
+    """A topology bound to the built-in task it is evaluated on (`for_task`): how a search over
+    built-in tasks writes what its trials evaluated."""
+    return for_task(validate(TopologySpec, topology, source="for-task.topology"), task)
 
 
 @register("topology", "single")

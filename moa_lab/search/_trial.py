@@ -1,0 +1,173 @@
+"""One trial: draw a topology once, evaluate exactly that topology on every group, record what ran.
+
+On built-in tasks the drawn topology is bound to each task (`for_task`: the task's prompt format
+and worked examples); the trial stores the drawn spec and the tasks it was bound to, and every
+reader (the front, the exported experiment, a re-evaluation) derives the evaluated specs from them
+the same way, so what is stored is what ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
+from moa_lab.models import ModelSet
+from moa_lab.search._config import SearchConfig, study_dir
+from moa_lab.search._space import suggest
+from moa_lab.topology import TopologySpec, for_task, validate
+from moa_lab.tracking import QueryRecord, read_runlog
+
+OBJECTIVES = ("quality", "cost_per_query_usd", "latency_p50_s")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A finished trial: the topology it drew, the built-in tasks it bound that topology to, its
+    objectives, and a fingerprint of the samples it was evaluated on."""
+
+    number: int
+    spec: TopologySpec
+    values: dict[str, float]
+    tasks: tuple[str, ...] = ()
+    samples_hash: str | None = None
+
+    def evaluated(self, task: str | None) -> TopologySpec:
+        """The exact spec this trial ran on the samples of `task` (None: a benchmark without tasks)."""
+        return evaluated_spec(self.spec, self.tasks, task)
+
+    def topology_source(self) -> dict[str, Any]:
+        """How an experiment file names what this trial evaluated: the spec itself, or, when it was
+        bound to built-in tasks, `{preset: for-task, topology: spec}` (bound again per task)."""
+        spec = self.spec.model_dump(mode="json")
+        return {"preset": "for-task", "topology": spec} if self.tasks else spec
+
+    @classmethod
+    def from_trial(cls, trial: Any) -> TrialResult:
+        """Read a finished Optuna trial's record."""
+        attrs = trial.user_attrs
+        return cls(trial.number, validate(TopologySpec, attrs["spec"]), {k: attrs[k] for k in (*OBJECTIVES, "failed")},
+                   tuple(attrs.get("tasks", ())), attrs.get("samples_hash"))
+
+
+def evaluated_spec(spec: TopologySpec, tasks: tuple[str, ...], task: str | None) -> TopologySpec:
+    """`spec` bound to `task` when the trial binds its tasks, else `spec` as drawn."""
+    return for_task(spec, task) if task is not None and task in tasks else spec
+
+
+def bound_tasks(exp: Experiment, benchmark: list[Group], routed: bool) -> tuple[str, ...]:
+    """The tasks a drawn topology is bound to: every group of a built-in benchmark (a router's
+    proposers come from its artifact and run as trained, so a routed study binds none)."""
+    builtin = exp.spec.benchmark is not None and exp.spec.benchmark.kind == "builtin"
+    return tuple(g.task for g in benchmark if g.task is not None) if builtin and not routed else ()
+
+
+def samples_hash(benchmark: list[Group]) -> str:
+    """A fingerprint of every group's task and samples, in order (what a re-evaluation must match)."""
+    payload = [[g.task, s.id, s.input, s.target] for g in benchmark for s in g.samples]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def runlog_name(number: int, task: str | None) -> str:
+    """The RunLog (and label) of a trial's group: `trial-3__opposites`, or `trial-3` without tasks."""
+    return f"trial-{number}__{task}" if task else f"trial-{number}"
+
+
+async def evaluate_trial(exp: Experiment, number: int, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet,
+                         folder: Path, benchmark: list[Group], limit: int | None = None) -> list[EvalSummary]:
+    """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
+    call with a larger limit resumes the same RunLogs, so the first stage is never paid twice."""
+    out = []
+    for group in benchmark:
+        name = runlog_name(number, group.task)
+        samples = group.samples[:limit] if limit else group.samples
+        out.append(await evaluate(evaluated_spec(spec, tasks, group.task), samples, models, group.scorer,
+                                  runlog=folder / f"{name}.jsonl", label=name, experiment=exp.spec.name, task=group.task,
+                                  resume=True, concurrency=exp.spec.concurrency))
+    return out
+
+
+def trial_values(summaries: list[EvalSummary]) -> dict[str, float]:
+    """The trial's objectives over all groups, each group weighted by its samples."""
+    n = sum(s.samples for s in summaries)
+    return {
+        "quality": sum((s.quality.mean if s.quality else 0.0) * s.samples for s in summaries) / n,
+        "cost_per_query_usd": sum(s.cost_per_query * s.samples for s in summaries) / n,
+        "latency_p50_s": sum(s.critical_path_p50 * s.samples for s in summaries) / n,
+        "failed": float(sum(s.failed for s in summaries)),
+    }
+
+
+def trial_records(folder: Path, number: int) -> list[QueryRecord]:
+    """Every query record of a trial's RunLogs (the one place search reads RunLogs)."""
+    # trial-1.jsonl and trial-1__<task>.jsonl, not trial-12.jsonl
+    runlogs = sorted([*folder.glob(f"trial-{number}.jsonl"), *folder.glob(f"trial-{number}__*.jsonl")])
+    return [record for runlog in runlogs for record in read_runlog(runlog).records]
+
+
+def worker_name() -> str:
+    """This process as the trial's `worker` attribute: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, trial: Any, benchmark: list[Group],
+                    target: int, on_trial: Any) -> bool:
+    """Draw one topology, evaluate it, tell the study; False when the study must stop (budget spent)."""
+    import optuna
+
+    state = optuna.trial.TrialState
+    others = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING)) if t.number != trial.number]
+    if len(others) >= target:  # another worker asked at the same moment: this one is surplus, do no work
+        trial.set_user_attr("surplus", True)
+        study.tell(trial, state=state.PRUNED)
+        return True
+    trial.set_user_attr("worker", worker_name())
+    spec = suggest(trial, config.space)
+    tasks = bound_tasks(exp, benchmark, routed=config.space.router is not None)
+    trial.set_user_attr("spec", spec.model_dump(mode="json"))
+    trial.set_user_attr("tasks", list(tasks))
+    folder = study_dir(exp)
+    refused_before = models.budget.refused if models.budget is not None else 0
+
+    async def run(limit: int | None = None) -> dict[str, float]:
+        return trial_values(await evaluate_trial(exp, trial.number, spec, tasks, models, folder, benchmark, limit))
+
+    full = True
+    if config.subsample:
+        values = await run(config.subsample)
+        trial.set_user_attr("stage1_quality", values["quality"])
+        full = _promoted(study, config, values["quality"], trial.number)
+    if full:
+        values = await run()
+        trial.set_user_attr("samples_hash", samples_hash(benchmark))
+    trial.set_user_attr("fidelity", "full" if full else "subsample")
+    for key, value in values.items():
+        trial.set_user_attr(key, value)
+    if models.budget is not None:
+        trial.set_user_attr("study_spent_usd", models.budget.spent_usd)
+        if models.budget.refused > refused_before:
+            study.tell(trial, state=state.FAIL)
+            return False
+    if config.max_cost_per_query is not None:
+        trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
+    if config.mode == "penalty":
+        study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
+    else:
+        study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
+    if on_trial is not None:
+        on_trial(TrialResult(trial.number, spec, values, tasks))
+    return True
+
+
+def _promoted(study: Any, config: SearchConfig, quality: float, number: int) -> bool:
+    """Whether a first-stage quality reaches the `promote` quantile of the earlier trials' first stage."""
+    earlier = sorted(t.user_attrs["stage1_quality"] for t in study.get_trials(deepcopy=False)
+                     if "stage1_quality" in t.user_attrs and t.number != number)
+    if not earlier:
+        return True
+    return quality >= earlier[min(len(earlier) - 1, int(config.promote * len(earlier)))]
