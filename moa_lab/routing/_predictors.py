@@ -167,7 +167,9 @@ def _platt_loss(raw: np.ndarray, y: np.ndarray) -> float:
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     """Mean log loss of P(success) `p` against 0/1 labels `y`, with `p` clipped to [1e-6, 1 - 1e-6]:
     one confidently wrong prediction costs at most 13.8, so a kind is not chosen or discarded on a
-    single row."""
+    single row. NaN without labels (a proposer never called on the training rows)."""
     from sklearn.metrics import log_loss as sklearn_log_loss
 
+    if len(y) == 0:
+        return float("nan")
     return float(sklearn_log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0.0, 1.0]))
