@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ["mlflow", "optuna", "torch", "sentence_transformers", "sklearn", "openai", "xllamacpp"]
+HEAVY = ["mlflow", "optuna", "torch", "sentence_transformers", "sklearn", "scipy", "openai", "xllamacpp"]
 
 
 def test_import_linter_contracts_hold() -> None:

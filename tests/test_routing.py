@@ -25,6 +25,7 @@ from moa_lab.pipeline import Pipeline
 from moa_lab.registry import build
 from moa_lab.routing import TrainConfig, evaluate, from_recorded, from_runlogs, train
 from moa_lab.routing._data import _answer_ids
+from moa_lab.routing._train import kfold
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.selection import LearnedSelector, Router, build_selector, vote_static
 from moa_lab.testing import HashEmbedder, ScriptedClient
@@ -132,6 +133,40 @@ def test_artifact_refuses_another_pool_another_embedder_and_another_version(arti
         Router.load(broken)
     with pytest.raises(ConfigError, match="not a router artifact"):
         Router.load(artifact.parent)
+    arrays = dict(np.load(artifact / "arrays.npz"))
+    incomplete = artifact.parent / "incomplete"
+    Router(meta, {k: v for k, v in arrays.items() if k != "platt"}).save(incomplete)
+    with pytest.raises(ConfigError, match="lacks arrays platt"):
+        Router.load(incomplete)
+
+
+def test_folds_are_a_seeded_shuffle_cut_in_k_and_cover_every_row_once() -> None:
+    """Routers trained before scikit-learn made the folds were given these very folds: the same seed
+    must keep giving the same router."""
+    folds = kfold(23, 5, seed=4)
+    order = np.random.default_rng(4).permutation(23)
+    assert [list(val) for _, val in folds] == [sorted(f) for f in np.array_split(order, 5)]
+    for train_rows, val in folds:
+        assert list(train_rows) == sorted(set(range(23)) - set(val))
+    assert sorted(np.concatenate([val for _, val in folds])) == list(range(23))
+
+
+def test_the_curve_plot_leaves_matplotlib_global_state_alone(recorded: Path, artifact: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import matplotlib
+backend = dict.__getitem__(matplotlib.rcParams, "backend")  # the raw setting: get_backend() would resolve it
+from moa_lab.routing import evaluate
+evaluate({str(artifact)!r}, {str(recorded)!r}, out={str(tmp_path / "eval")!r}, mlflow=False)
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+assert dict.__getitem__(matplotlib.rcParams, "backend") == backend, "backend changed"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "eval" / "curve.png").stat().st_size > 10_000
 
 
 def test_a_topology_with_the_wrong_pool_fails_before_any_call(artifact: Path) -> None:

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from moa_lab.selection._router import _knn, _sigmoid
+from moa_lab.selection import knn_success, mlp_logits, sigmoid
 
 if TYPE_CHECKING:
     from moa_lab.routing._train import TrainConfig
 
 KINDS = ("knn", "logistic", "mlp", "mf")
+Folds = list[tuple[np.ndarray, np.ndarray]]
+"""Cross-validation folds: (training rows, validation rows) pairs, each sorted."""
 KNN_KS = (10, 25, 50)
 
 
@@ -29,12 +31,11 @@ class Candidate:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _knn_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+def _knn_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConfig) -> Candidate:
     raws = {k: np.zeros_like(y) for k in KNN_KS}
-    for val in folds:
-        train = np.setdiff1d(np.arange(len(y)), val)
+    for train, val in folds:
         for k in KNN_KS:
-            raws[k][val] = _knn(x[val], x[train], y[train], k)
+            raws[k][val] = knn_success(x[val], x[train], y[train], k)
     # one k for the pool: the one whose raw scores rank outcomes best on average
     k = min(KNN_KS, key=lambda kk: np.mean([_platt_loss(raws[kk][:, j], y[:, j]) for j in range(y.shape[1])]))
 
@@ -44,7 +45,7 @@ def _knn_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config
     return Candidate(raws[k], fit, {"k": k})
 
 
-def _logistic_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+def _logistic_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConfig) -> Candidate:
     from sklearn.linear_model import LogisticRegression
 
     def model() -> Any:
@@ -64,7 +65,7 @@ def _logistic_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], c
     return Candidate(raw, fit)
 
 
-def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate:
+def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConfig) -> Candidate:
     from sklearn.neural_network import MLPClassifier
 
     def model() -> Any:
@@ -86,7 +87,7 @@ def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config
     return Candidate(raw, fit)
 
 
-def _mf_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config: TrainConfig) -> Candidate | None:
+def _mf_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConfig) -> Candidate | None:
     """A factor model over (query, proposer): query factors from the embedding through one shared
     hidden layer, one output per proposer (a multi-label MLP). Needs every cell known."""
     if np.isnan(y).any():
@@ -97,8 +98,7 @@ def _mf_candidate(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], config:
         return MLPClassifier((config.hidden,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=config.seed)
 
     raw = np.zeros_like(y)
-    for val in folds:
-        train = np.setdiff1d(np.arange(len(y)), val)
+    for train, val in folds:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = model().fit(x[train], y[train].astype(int))
@@ -119,13 +119,12 @@ CANDIDATES: dict[str, Callable[..., Candidate | None]] = {
 }
 
 
-def _per_proposer_oof(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], model: Callable[[], Any],
+def _per_proposer_oof(x: np.ndarray, y: np.ndarray, folds: Folds, model: Callable[[], Any],
                       score: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
     raw = np.zeros_like(y)
     for j in range(y.shape[1]):
-        for val in folds:
-            train = np.setdiff1d(np.arange(len(y)), val)
-            train = train[~np.isnan(y[train, j])]
+        for all_train, val in folds:
+            train = all_train[~np.isnan(y[all_train, j])]
             labels = y[train, j]
             if labels.min() == labels.max():  # one class in this fold: nothing to separate
                 raw[val, j] = 0.0
@@ -138,8 +137,7 @@ def _per_proposer_oof(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], mod
 
 
 def _mlp_logits(est: Any, x: np.ndarray) -> np.ndarray:
-    hidden = np.maximum(x @ est.coefs_[0] + est.intercepts_[0], 0.0)
-    out = hidden @ est.coefs_[1] + est.intercepts_[1]
+    out = mlp_logits(x, est.coefs_[0], est.intercepts_[0], est.coefs_[1], est.intercepts_[1])
     return out.ravel() if out.shape[1] == 1 else out
 
 
@@ -163,9 +161,15 @@ def _platt_loss(raw: np.ndarray, y: np.ndarray) -> float:
     if yk.min() == yk.max():
         return 0.0
     a, b = platt(raw[known], yk)
-    return log_loss(yk, _sigmoid(a * raw[known] + b))
+    return log_loss(yk, sigmoid(a * raw[known] + b))
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    """Mean log loss of P(success) `p` against 0/1 labels `y`, with `p` clipped to [1e-6, 1 - 1e-6]:
+    one confidently wrong prediction costs at most 13.8, so a kind is not chosen or discarded on a
+    single row. NaN without labels (a proposer never called on the training rows)."""
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    if len(y) == 0:
+        return float("nan")
+    return float(sklearn_log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0.0, 1.0]))

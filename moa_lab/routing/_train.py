@@ -4,7 +4,7 @@ model from history, and the aggregator's subset rule fitted on out-of-fold predi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +14,10 @@ from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.registry import did_you_mean
 from moa_lab.routing._data import RoutingData
-from moa_lab.routing._predictors import CANDIDATES, KINDS, Candidate, log_loss, platt
+from moa_lab.routing._predictors import CANDIDATES, KINDS, Candidate, Folds, log_loss, platt
 from moa_lab.routing._vote_rule import fit_library, fit_vote_rule
-from moa_lab.selection import Router
-from moa_lab.selection._router import AGGREGATORS, _sigmoid
+from moa_lab.selection import AGGREGATORS, Router, sigmoid
+
 
 @dataclass
 class TrainConfig:
@@ -43,24 +43,40 @@ class TrainConfig:
 
 
 def train_router(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder_spec: dict[str, Any],
-                 config: TrainConfig | None = None) -> Router:
-    """Fit a router on every row of `data` (with query embeddings `x`)."""
+                 config: TrainConfig | None = None, *, provenance: Mapping[str, Any] | None = None) -> Router:
+    """Fit a router on every row of `data` (with query embeddings `x`). `provenance` (the split, the
+    data arguments, ...) is recorded in the artifact's training metadata beside what training knows."""
     config = config or TrainConfig()
     start = time.perf_counter()
-    y = data.success
     if len(data.ids) < config.folds * 2:
         raise ConfigError(f"{len(data.ids)} queries are too few to train a router with {config.folds}-fold cross-validation")
-    folds = _folds(len(data.ids), config.folds, config.seed)
+    folds = kfold(len(data.ids), config.folds, config.seed)
     import sklearn.linear_model  # noqa: F401  (load scipy's BLAS before limiting it, so even the first
     import sklearn.neural_network  # noqa: F401  fit is single-threaded and the result reproducible)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small matrices: BLAS threads cost more than they save (10-40x here)
-        return _train(data, x, y, folds, embedder, embedder_spec, config, start)
+        meta, arrays = _fit(data, x, folds, config)
+    meta["embedder"] = {"id": embedder.id, "dim": embedder.dim, "spec": embedder_spec}
+    meta["training"] |= {"seconds": round(time.perf_counter() - start, 2), **(provenance or {})}
+    return Router(meta, arrays)
 
 
-def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], embedder: Embedder,
-           embedder_spec: dict[str, Any], config: TrainConfig, start: float) -> Router:
+def kfold(n: int, k: int, seed: int) -> Folds:
+    """k (training rows, validation rows) folds over n rows, each sorted, from a seeded shuffle.
+
+    The rows are shuffled with numpy's Generator and then cut by an unshuffled KFold, rather than by
+    KFold(shuffle=True), whose legacy RandomState would give other folds than the routers trained
+    so far were given (and so other routers for the same seed)."""
+    from sklearn.model_selection import KFold
+
+    order = np.random.default_rng(seed).permutation(n)
+    return [(np.sort(order[train]), np.sort(order[val])) for train, val in KFold(k).split(order)]
+
+
+def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every fitted part of the router: its metadata and its arrays."""
+    y = data.success
     candidates = {kind: CANDIDATES[kind](x, y, folds, config) for kind in config.kinds}
     candidates = {k: c for k, c in candidates.items() if c is not None}
     chosen, calibration, oof, cv = _choose(candidates, y)
@@ -73,7 +89,6 @@ def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarr
     arrays["diversity"] = _diversity(y)
     meta: dict[str, Any] = {
         "aggregator": config.aggregator,
-        "embedder": {"id": embedder.id, "dim": embedder.dim, "spec": embedder_spec},
         "proposers": data.proposers,
         "names": data.names,
         "predictors": [{"kind": c, "cv_log_loss": loss} for c, loss in zip(chosen, cv)],
@@ -85,12 +100,11 @@ def _train(data: RoutingData, x: np.ndarray, y: np.ndarray, folds: list[np.ndarr
             "seed": config.seed, "kinds": list(config.kinds),
         },
     }
-    router = Router(meta, arrays)
     if config.aggregator == "vote":
-        fit_vote_rule(router, data, oof, config.seed)
-        fit_library(router, data, x, folds)
-    meta["training"]["seconds"] = round(time.perf_counter() - start, 2)
-    return router
+        for part in (fit_vote_rule(data, oof, config.seed), fit_library(data, x, folds)):
+            meta |= part.meta
+            arrays |= part.arrays
+    return meta, arrays
 
 
 def _choose(candidates: dict[str, Candidate], y: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, list[dict[str, float]]]:
@@ -111,13 +125,13 @@ def _choose(candidates: dict[str, Candidate], y: np.ndarray) -> tuple[list[str],
         if 0 < yj.sum() < len(yj):
             for kind, cand in candidates.items():
                 a, b = platt(cand.raw[known, j], yj)
-                losses[kind] = log_loss(yj, _sigmoid(a * cand.raw[known, j] + b))
+                losses[kind] = log_loss(yj, sigmoid(a * cand.raw[known, j] + b))
                 fits[kind] = (a, b)
         best = min(losses, key=losses.__getitem__)
         chosen.append(best)
         calibration[j] = fits[best]
         raw_j = candidates[best].raw[:, j] if best != "constant" else np.zeros(len(y))
-        oof[:, j] = _sigmoid(calibration[j, 0] * raw_j + calibration[j, 1])
+        oof[:, j] = sigmoid(calibration[j, 0] * raw_j + calibration[j, 1])
         cv.append({k: round(v, 5) for k, v in losses.items()})
     return chosen, calibration, oof, cv
 
@@ -147,8 +161,3 @@ def _diversity(y: np.ndarray) -> np.ndarray:
     both = known.T.astype(float) @ known.astype(float)
     differ = right.T @ wrong + wrong.T @ right
     return (differ / np.maximum(both, 1)).astype(np.float32)
-
-
-def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    return [np.sort(f) for f in np.array_split(order, k)]

@@ -1,21 +1,33 @@
-"""The vote rule's parts fitted on training rows: the error model of `Router.vote` (latent difficulty
+"""The vote rule's parts fitted on training rows: the error model of the vote (latent difficulty
 classes and the "wrong answers differ" mix) and the library of measured subsets that each query's
-nearest training queries judge."""
+nearest training queries judge. Each fit returns its parameters; the router is built from them once."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from moa_lab.routing._data import RoutingData
+from moa_lab.routing._predictors import Folds
 from moa_lab.routing._subsets import library, measured_subsets
-from moa_lab.selection import Router, vote_static
+from moa_lab.selection import VoteModel, nearest, vote_static
 
 CLASSES = (1, 2, 3, 4)
 LIBRARY_KS = (25, 50, 100, 200)
 LIBRARY_SHRINK = (0.0, 5.0, 20.0, 80.0, 1e9)
 
 
-def fit_vote_rule(router: Router, data: RoutingData, oof: np.ndarray, seed: int, samples: int = 4000) -> None:
+@dataclass(frozen=True)
+class Fitted:
+    """Fitted parameters of one part of a router: entries of router.json and arrays of arrays.npz."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def fit_vote_rule(data: RoutingData, oof: np.ndarray, seed: int, samples: int = 4000) -> Fitted:
     """Choose the vote rule's error model on the training rows: how many latent difficulty classes
     (1 = proposers err independently) and the weight of "wrong answers differ", by the Brier score of
     predicted against replayed outcomes of random subsets, from out-of-fold success predictions."""
@@ -33,48 +45,37 @@ def fit_vote_rule(router: Router, data: RoutingData, oof: np.ndarray, seed: int,
     valid = members >= 0
     probs = np.where(valid, oof[rows[:, None], np.where(valid, members, 0)], 0.0)
     best: tuple[float, int, float] = (np.inf, 1, 0.5)
-    fits = {c: _latent_classes(data.success, c, seed) if c > 1 else None for c in CLASSES}
-    for classes, fit in fits.items():
-        _use_classes(router, fit)
+    fits = {c: _latent_classes(data.success, c, seed) if c > 1 else (None, None) for c in CLASSES}
+    for classes, (weight, shift) in fits.items():
         for mix in np.linspace(0, 1, 11):
-            router.meta["vote_mix"] = float(mix)
-            brier = float(np.mean((router.vote(probs, valid, members) - outcome) ** 2))
+            predicted = VoteModel(float(mix), weight, shift).quality(probs, valid, members)
+            brier = float(np.mean((predicted - outcome) ** 2))
             if brier < best[0] - 1e-9:
                 best = (brier, classes, float(mix))
     brier, classes, mix = best
-    router.meta |= {"vote_mix": round(mix, 2), "vote_classes": classes, "vote_brier": round(brier, 5)}
-    _use_classes(router, fits[classes])
+    weight, shift = fits[classes]
+    arrays = {} if weight is None or shift is None else {"class_weight": weight, "class_shift": shift}
+    return Fitted({"vote_mix": round(mix, 2), "vote_classes": classes, "vote_brier": round(brier, 5)}, arrays)
 
 
-def _use_classes(router: Router, fit: tuple[np.ndarray, np.ndarray] | None) -> None:
-    """Give the router these latent classes (None: proposers err independently)."""
-    router.arrays.pop("class_weight", None)
-    router.arrays.pop("class_shift", None)
-    if fit is not None:
-        router.arrays["class_weight"], router.arrays["class_shift"] = fit
-
-
-def fit_library(router: Router, data: RoutingData, x: np.ndarray, folds: list[np.ndarray]) -> None:
+def fit_library(data: RoutingData, x: np.ndarray, folds: Folds) -> Fitted:
     """Measure a library of subsets on the training rows and choose, by cross-validated Brier score,
     how many nearest queries judge a subset and how hard that judgment shrinks to its overall accuracy."""
     subsets = library(measured_subsets(data))
     outcome = np.stack([vote_static(data.answers, data.success, s) for s in subsets], axis=1).astype(np.float32)
     errors = {(k, a): 0.0 for k in LIBRARY_KS for a in LIBRARY_SHRINK}
-    for val in folds:
-        train = np.setdiff1d(np.arange(len(x)), val)
+    for train, val in folds:
         sims = x[val] @ x[train].T
         overall = outcome[train].mean(axis=0)
         for k in LIBRARY_KS:
-            k_ = min(k, len(train))
-            nearest = np.argpartition(-sims, k_ - 1, axis=1)[:, :k_]
-            w = np.maximum(np.take_along_axis(sims, nearest, axis=1), 0.0) + 1e-6
-            num = np.einsum("nk,nkf->nf", w, outcome[train][nearest])
+            index, w = nearest(sims, k)
+            num = np.einsum("nk,nkf->nf", w, outcome[train][index])
             for a in LIBRARY_SHRINK:
                 estimate = (num + a * overall) / (w.sum(axis=1, keepdims=True) + a)
                 errors[(k, a)] += float(((estimate - outcome[val]) ** 2).sum())
     k, shrink = min(errors, key=errors.__getitem__)
     width = max(len(s) for s in subsets)
-    router.arrays |= {
+    arrays = {
         "knn_x": x.astype(np.float32),
         "lib_members": np.array([s + [-1] * (width - len(s)) for s in subsets], np.int16),
         "lib_outcome": outcome,
@@ -82,8 +83,8 @@ def fit_library(router: Router, data: RoutingData, x: np.ndarray, folds: list[np
         "train_answers": data.answers.astype(np.int16),
         "train_success": data.success.astype(np.float32),
     }
-    router.meta |= {"lib_k": k, "lib_shrink": shrink, "lib_size": len(subsets),
-                    "lib_brier": round(errors[(k, shrink)] / outcome.size, 5)}
+    meta = {"lib_k": k, "lib_shrink": shrink, "lib_size": len(subsets), "lib_brier": round(errors[(k, shrink)] / outcome.size, 5)}
+    return Fitted(meta, arrays)
 
 
 def _latent_classes(y: np.ndarray, classes: int, seed: int, iterations: int = 200) -> tuple[np.ndarray, np.ndarray]:

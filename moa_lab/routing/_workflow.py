@@ -52,12 +52,12 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)
     config = config or TrainConfig(seed=seed)
-    router = train_router(data.rows(rows), loaded.x[rows], loaded.embedder, spec, config)
-    router.meta["training"] |= {
+    provenance = {
         "split": {"holdout": holdout, "test_fraction": test_fraction, "seed": seed},
         "embedding_seconds": round(loaded.seconds, 2),
         "data_args": {k: str(v) for k, v in data_args.items() if v is not None},
     }
+    router = train_router(data.rows(rows), loaded.x[rows], loaded.embedder, spec, config, provenance=provenance)
     router.save(out)
     return router
 
@@ -93,14 +93,12 @@ def evaluate(artifact: str | Path, source: str | Path, *, out: str | Path | None
 
 def plot_curves(result: RouterEval, path: Path, *, title: str = "") -> Path:
     """Accuracy against $ per query (log scale): curves for methods with a knob, markers for the rest."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a figure object, not pyplot: no global backend or figure state
 
     styles = {"router": ("C3", "o-"), "router-true-p": ("C3", ":"), "static-best": ("C0", "s-"), "top-k": ("C2", "^-"),
               "random-k": ("C7", "v--")}
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fig = Figure(figsize=(8, 5.2))
+    ax = fig.subplots()
     for method in result.methods:
         pts = result.curve(method)
         usd, acc = [p.usd for p in pts], [p.accuracy for p in pts]
@@ -120,7 +118,6 @@ def plot_curves(result: RouterEval, path: Path, *, title: str = "") -> Path:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

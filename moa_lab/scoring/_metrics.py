@@ -24,26 +24,29 @@ class Estimate:
 
 
 def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample standard deviation / sqrt(n))."""
+    """Mean and standard error of the mean (sample standard deviation / sqrt(n), scipy's `sem`)."""
     if not values:
         return math.nan, math.nan
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan
-    return mean, statistics.stdev(values) / math.sqrt(len(values))
+    from scipy.stats import sem  # imported here: `import moa_lab` stays light
+
+    return mean, float(sem(values))
 
 
 def bootstrap_ci(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (seeded, so reports are reproducible)."""
+    """Percentile bootstrap interval of the mean (scipy's `bootstrap`, seeded so reports are reproducible)."""
     if not values:
         return math.nan, math.nan
+    if len(values) < 2:  # every resample of one value is that value
+        return float(values[0]), float(values[0])
     import numpy as np  # imported here: `import moa_lab` stays light
+    from scipy.stats import bootstrap
 
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = np.sort(data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1))
-    tail = (1 - level) / 2
-    return float(means[int(tail * resamples)]), float(means[min(resamples - 1, int((1 - tail) * resamples))])
+    result = bootstrap((np.asarray(values, dtype=float),), np.mean, confidence_level=level, n_resamples=resamples,
+                       method="percentile", rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def estimate(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Estimate:

@@ -88,16 +88,15 @@ def standard_error(preferences: Sequence[float | None]) -> float:
     """Standard error of :func:`win_rate`, in percentage points.
 
     The standard error of the mean of ``preference - 1`` (sample standard deviation, ddof = 1, over
-    sqrt(n)) times 100, over the same valid preferences as :func:`win_rate` (pandas ``Series.sem``, as
-    AlpacaEval computes it). NaN with fewer than two valid preferences.
+    sqrt(n): scipy's ``sem``) times 100, over the same valid preferences as :func:`win_rate` (pandas
+    ``Series.sem``, as AlpacaEval computes it). NaN with fewer than two valid preferences.
     """
     valid = _valid_preferences(preferences)
-    n = len(valid)
-    if n < 2:
+    if len(valid) < 2:
         return math.nan
-    mean = math.fsum(valid) / n
-    variance = math.fsum((p - mean) ** 2 for p in valid) / (n - 1)
-    return math.sqrt(variance / n) * 100.0
+    from scipy.stats import sem
+
+    return float(sem(valid)) * 100.0
 
 
 def discrete_win_rate(preferences: Sequence[float | None]) -> float:
@@ -204,6 +203,7 @@ def length_controlled_fit(
         ValueError: on mismatched lengths, no valid preference, or a preference outside [1, 2].
     """
     import numpy as np
+    from scipy.special import expit
 
     n = len(preferences)
     if len(model_lengths) != n or len(reference_lengths) != n:
@@ -248,7 +248,7 @@ def length_controlled_fit(
         beta = 0.0 if length_coef is None else float(length_coef)
 
     no_length = theta + (phi * np.asarray(instruction_difficulty, dtype=float) if phi is not None else 0.0)
-    predicted = _logistic(np.broadcast_to(no_length, (n,)))
+    predicted = expit(np.broadcast_to(no_length, (n,)))
     return LengthControlledFit(
         win_rate=float(np.mean(predicted)) * 100.0,
         model_coef=theta,
@@ -341,13 +341,6 @@ def official_length_controlled_win_rate(
     return float(metrics["length_controlled_winrate"])
 
 
-def _logistic(z: Any) -> Any:
-    """Numerically stable logistic function (numpy arrays)."""
-    import numpy as np
-
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def _fit_fractional_logit(design: Any, y: Any, offset: Any, *, max_iter: int = 200, tol: float = 1e-10) -> Any:
     """Maximum-likelihood coefficients of ``logit E[y] = design @ w + offset`` for soft labels y in [0, 1].
 
@@ -356,6 +349,7 @@ def _fit_fractional_logit(design: Any, y: Any, offset: Any, *, max_iter: int = 2
     (1e-9) keeps the Hessian invertible; it does not move the estimate measurably.
     """
     import numpy as np
+    from scipy.special import expit
 
     def loglik(w: Any) -> float:
         z = design @ w + offset
@@ -365,7 +359,7 @@ def _fit_fractional_logit(design: Any, y: Any, offset: Any, *, max_iter: int = 2
     current = loglik(w)
     ridge = 1e-9 * np.eye(design.shape[1])
     for _ in range(max_iter):
-        mu = _logistic(design @ w + offset)
+        mu = expit(design @ w + offset)
         grad = design.T @ (y - mu)
         hess = design.T @ (design * (mu * (1.0 - mu))[:, None]) + ridge
         step = np.linalg.solve(hess, grad)

@@ -1,15 +1,23 @@
-"""Selection: which proposers each query calls. The learned selector's module (numpy, embeddings)
-loads on first use, so `import moa_lab` stays light."""
+"""Selection: which proposers each query calls. The learned selector, the router artifact it loads
+and the router's numeric kernels (numpy, embeddings) load on first use, so `import moa_lab` stays
+light; `moa_lab.routing` trains with the same kernels."""
 
 from typing import Any
 
 from moa_lab.selection._selector import AllProposers, FirstK, PoolSelector, RandomK, Selector, build_selector, selector
 
 _LAZY = {
-    "LearnedSelector": "moa_lab.selection._router",
-    "Router": "moa_lab.selection._router",
-    "proposer_key": "moa_lab.selection._router",
-    "vote_quality": "moa_lab.selection._router",
+    "AGGREGATORS": "moa_lab.selection._artifact",
+    "LearnedSelector": "moa_lab.selection._learned",
+    "Router": "moa_lab.selection._artifact",
+    "SubsetRule": "moa_lab.selection._rules",
+    "VoteModel": "moa_lab.selection._rules",
+    "knn_success": "moa_lab.selection._kernels",
+    "mlp_logits": "moa_lab.selection._kernels",
+    "nearest": "moa_lab.selection._kernels",
+    "proposer_key": "moa_lab.selection._artifact",
+    "sigmoid": "moa_lab.selection._kernels",
+    "vote_quality": "moa_lab.selection._kernels",
     "vote_routed": "moa_lab.selection._vote",
     "vote_static": "moa_lab.selection._vote",
 }
@@ -24,6 +32,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AGGREGATORS",
     "AllProposers",
     "FirstK",
     "LearnedSelector",
@@ -31,9 +40,15 @@ __all__ = [
     "RandomK",
     "Router",
     "Selector",
+    "SubsetRule",
+    "VoteModel",
     "build_selector",
+    "knn_success",
+    "mlp_logits",
+    "nearest",
     "proposer_key",
     "selector",
+    "sigmoid",
     "vote_quality",
     "vote_routed",
     "vote_static",

@@ -92,6 +92,6 @@ def learned(path: str, lam: float | None = None, k: int | None = None, max_usd: 
             embedder: str | dict[str, Any] | None = None) -> Selector:
     """Route each query with a trained router artifact (`moa-lab router train`); λ, k and max_usd
     default to the artifact's."""
-    from moa_lab.selection._router import learned_selector  # numpy and the embedder load only when used
+    from moa_lab.selection._learned import learned_selector  # numpy and the embedder load only when used
 
     return learned_selector(path, lam, k, max_usd, embedder)

@@ -1,0 +1,192 @@
+"""The router artifact: a folder `moa_lab.routing` writes once and inference only reads.
+
+    router.json   format, version, embedder, proposers, aggregator, predictors, training metadata
+    arrays.npz    the numbers: kNN memory, linear / MLP / factor weights, calibration, cost model,
+                  the vote model and the library of measured subsets
+
+Predictions are the kernels of `_kernels` applied to these arrays, so they need numpy alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moa_lab.core import ConfigError
+from moa_lab.embedding import Embedder
+from moa_lab.selection._kernels import knn_success, mlp_logits, sigmoid
+from moa_lab.selection._rules import Library, SubsetRule, SynthesisModel, VoteModel
+from moa_lab.topology import AgentSpec
+
+FORMAT = "moa-lab-router"
+VERSION = 1
+AGGREGATORS = ("vote", "synthesize")
+"""The aggregators a router can choose subsets for."""
+
+_REQUIRED = {"platt", "cost"}
+_NEEDED_BY = {"knn": {"knn_x", "knn_y"}, "logistic": {"lr_w", "lr_b"}, "mf": {"mf_w1", "mf_b1", "mf_w2", "mf_b2"}}
+_LIBRARY = {"knn_x", "lib_members", "lib_outcome", "lib_global", "train_answers", "train_success"}
+
+
+def proposer_key(spec: AgentSpec | Mapping[str, Any]) -> str:
+    """A proposer's identity in an artifact: its agent and every build argument, canonically ordered."""
+    if isinstance(spec, AgentSpec):
+        spec = {"agent": spec.agent, **spec.args}
+    return json.dumps(dict(spec), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class Router:
+    """A trained router: per-proposer P(success | query), $ per query, and the subset rule.
+
+    `meta` is router.json; `arrays` the named numpy arrays it refers to. Both are read, never
+    changed: training builds a Router once, from parameters it has finished fitting."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def proposers(self) -> list[dict[str, Any]]:
+        """The trained pool, one build spec (`{agent, ...args}`) per proposer, in router order."""
+        return list(self.meta["proposers"])
+
+    @property
+    def keys(self) -> list[str]:
+        """Each proposer's `proposer_key`, in router order."""
+        return [proposer_key(p) for p in self.meta["proposers"]]
+
+    @property
+    def aggregator(self) -> str:
+        """The aggregator the subsets feed: one of AGGREGATORS."""
+        return str(self.meta["aggregator"])
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write router.json and arrays.npz into `folder` (created if missing)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(folder / "arrays.npz", **self.arrays)
+        meta = {"format": FORMAT, "version": VERSION, "created": time.time()} | self.meta
+        (folder / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Router:
+        """Read an artifact folder; a missing, foreign, newer-format or incomplete folder is a ConfigError."""
+        folder = Path(folder)
+        path = folder / "router.json"
+        if not path.is_file():
+            raise ConfigError(f"{folder}: not a router artifact (no router.json); train one with `moa-lab router train`")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ConfigError(f"{path}: not a moa-lab router (format {meta.get('format')!r})")
+        if meta.get("version") != VERSION:
+            raise ConfigError(f"{path}: router format version {meta.get('version')}, this moa-lab reads version {VERSION}")
+        if not (folder / "arrays.npz").is_file():
+            raise ConfigError(f"{folder}: router.json without arrays.npz; copy the whole artifact folder")
+        with np.load(folder / "arrays.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        router = cls(meta, arrays)
+        router.validate(where=str(folder))
+        return router
+
+    def validate(self, where: str = "router") -> None:
+        """Check that every array the metadata refers to is present; a ConfigError names what is missing."""
+        if self.aggregator not in AGGREGATORS:
+            raise ConfigError(f"{where}: unknown aggregator {self.aggregator!r} (known: {', '.join(AGGREGATORS)})")
+        kinds = [p["kind"] for p in self.meta["predictors"]]
+        if len(kinds) != len(self.meta["proposers"]):
+            raise ConfigError(f"{where}: {len(kinds)} predictors for {len(self.meta['proposers'])} proposers")
+        needed = set(_REQUIRED)
+        for j, kind in enumerate(kinds):
+            needed |= _NEEDED_BY.get(kind, set())
+            if kind == "mlp":
+                needed |= {f"mlp{j}_w1", f"mlp{j}_b1", f"mlp{j}_w2", f"mlp{j}_b2"}
+        if self.aggregator == "synthesize":
+            needed.add("diversity")
+        if "lib_members" in self.arrays:
+            needed |= _LIBRARY
+        missing = sorted(needed - set(self.arrays))
+        if missing:
+            raise ConfigError(f"{where}: the artifact lacks arrays {', '.join(missing)}; retrain it")
+
+    def check_embedder(self, embedder: Embedder) -> None:
+        """Refuse an embedder other than the one the router was trained on."""
+        want = self.meta["embedder"]
+        if embedder.id != want["id"] or embedder.dim != want["dim"]:
+            raise ConfigError(
+                f"router was trained on embedder {want['id']!r} ({want['dim']} dims), not {embedder.id!r} "
+                f"({embedder.dim} dims): vectors from another embedder mean nothing to it; retrain with "
+                f"`moa-lab router train ... --embedder {want['spec'].get('kind', want['id'])}` or use the trained one"
+            )
+
+    def align(self, candidates: Sequence[AgentSpec | Mapping[str, Any]]) -> np.ndarray:
+        """For each candidate proposer, its index in the router; a pool that differs is a ConfigError."""
+        index = {k: i for i, k in enumerate(self.keys)}
+        given = [proposer_key(c) for c in candidates]
+        unknown = [k for k in given if k not in index]
+        absent = [k for k in index if k not in given]
+        if unknown or absent or len(set(given)) != len(given):
+            lines = [f"router proposer pool does not match the topology's layer 1 ({len(index)} trained, {len(given)} given)"]
+            lines += [f"  not in the router: {k}" for k in unknown[:5]] + _more(unknown)
+            lines += [f"  missing from the topology: {k}" for k in absent[:5]] + _more(absent)
+            if len(set(given)) != len(given):
+                lines.append("  the topology lists a proposer twice")
+            raise ConfigError("\n".join(lines) + "\nretrain the router on this pool, or use the pool it was trained on")
+        return np.array([index[k] for k in given])
+
+    # -- prediction ----------------------------------------------------------------------------------
+
+    def success(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated P(proposer answers well) for query embeddings `x` (n, dim) -> (n, proposers)."""
+        a = self.arrays
+        raw = np.zeros((len(x), len(self.meta["proposers"])), np.float64)
+        kinds = np.array([p["kind"] for p in self.meta["predictors"]])
+        if "knn_x" in a and (kinds == "knn").any():
+            raw[:, kinds == "knn"] = knn_success(x, a["knn_x"], a["knn_y"], int(self.meta["knn_k"]))[:, kinds == "knn"]
+        if "lr_w" in a:
+            raw[:, kinds == "logistic"] = (x @ a["lr_w"] + a["lr_b"])[:, kinds == "logistic"]
+        if "mf_w1" in a:
+            raw[:, kinds == "mf"] = mlp_logits(x, a["mf_w1"], a["mf_b1"], a["mf_w2"], a["mf_b2"])[:, kinds == "mf"]
+        for m in np.flatnonzero(kinds == "mlp"):
+            raw[:, m] = mlp_logits(x, a[f"mlp{m}_w1"], a[f"mlp{m}_b1"], a[f"mlp{m}_w2"], a[f"mlp{m}_b2"]).ravel()
+        platt = a["platt"]
+        return sigmoid(raw * platt[:, 0] + platt[:, 1])
+
+    def cost(self, lengths: np.ndarray) -> np.ndarray:
+        """Predicted $ per proposer for queries of `lengths` characters -> (n, proposers)."""
+        c = self.arrays["cost"]
+        return np.maximum(c[:, 0] + np.outer(np.asarray(lengths, np.float64), c[:, 1]), 0.0)
+
+    # -- the subset rule -------------------------------------------------------------------------------
+
+    @cached_property
+    def rule(self) -> SubsetRule:
+        """The subset rule this artifact's arrays describe."""
+        a, meta = self.arrays, self.meta
+        if self.aggregator == "synthesize":
+            return SubsetRule(SynthesisModel(a["diversity"], float(meta.get("diversity_weight", 0.1))))
+        model = VoteModel(float(meta.get("vote_mix", 0.5)), a.get("class_weight"), a.get("class_shift"))
+        library = None
+        if "lib_members" in a:
+            library = Library(a["knn_x"], a["lib_members"], a["lib_outcome"], a["lib_global"], a["train_answers"],
+                              a["train_success"], int(meta["lib_k"]), float(meta["lib_shrink"]))
+        return SubsetRule(model, library)
+
+    def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None,
+               x: np.ndarray | None = None) -> list[int]:
+        """The subset (indices in the router's proposer order) maximising predicted final quality
+        − lam × predicted $, with at most k proposers and max_usd per query (see `SubsetRule`)."""
+        return self.rule.choose(p, usd, lam=lam, k=k, max_usd=max_usd, x=x)
+
+
+def _more(items: list[str], shown: int = 5) -> list[str]:
+    return [f"  ... and {len(items) - shown} more"] if len(items) > shown else []
