@@ -90,5 +90,4 @@ def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
     for s in summaries:
         if s.resumed:
             console.print(f"{s.label}: resumed, {s.resumed} samples kept from the earlier run")
-    if summaries:
-        console.print(f"RunLogs: {summaries[0].runlog.parent}")
+
