@@ -41,7 +41,8 @@ def as_kind(kind: str | Kind) -> Kind:
         return Kind(kind)
     except ValueError:
         known = [k.value for k in Kind]
-        raise ConfigError(f"unknown kind {kind!r}{did_you_mean(str(kind), known) or '; known: ' + ', '.join(known)}") from None
+        hint = did_you_mean(str(kind), known) or f"; known: {', '.join(known)}"
+        raise ConfigError(f"unknown kind {kind!r}{hint}") from None
 
 
 def did_you_mean(name: str, known: Sequence[str]) -> str:
