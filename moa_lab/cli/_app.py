@@ -255,8 +255,6 @@ def topologies(show: Annotated[Optional[str], typer.Option(help="Print this pres
 
 def main() -> None:
     """Entry point: one-line errors with the fix, a traceback only with --debug."""
-    import moa_lab.selection  # noqa: F401 - registers the built-in selectors
-
     try:
         code = app(standalone_mode=False)  # click returns an Exit's code in this mode
         sys.exit(code if isinstance(code, int) else 0)
