@@ -7,7 +7,6 @@ only, because importing it costs over a second and `import moa_lab.tracking` mus
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 import time
@@ -15,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moa_lab.tracking._mlflow_scope import TraceScope
 from moa_lab.tracking._records import QueryRecord
 
 if TYPE_CHECKING:
@@ -95,7 +95,6 @@ class MlflowTracker:
         project_root: Path | None = None,
         traces: bool = True,
     ) -> None:
-        import mlflow
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri or default_tracking_uri((project_root or Path.cwd()).resolve())
@@ -111,16 +110,9 @@ class MlflowTracker:
             # Without this MLflow puts a sqlite store's artifacts in ./mlruns of whatever the cwd
             # is; next to the database keeps them together (and is the default layout).
             artifact_location = (db.parent.resolve() / "artifacts").as_uri()
-            # sqlite has one writer at a time: MLflow's 10 export threads only wait on its lock
-            # (start_trace went from 16 to 90 ms each), and larger span batches share a commit.
-            # Read when the tracer is set up below; a user's own setting wins.
-            os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "1")
-            os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "100")
         self._client: MlflowClient = MlflowClient(self.tracking_uri)
+        self._scope = TraceScope(self.tracking_uri)
         self.experiment_id = self._experiment(experiment, artifact_location)
-        if traces:
-            # The trace exporter writes to the process-wide tracking URI, not to a client's.
-            mlflow.set_tracking_uri(self.tracking_uri)
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         from mlflow.exceptions import MlflowException
@@ -148,6 +140,8 @@ class MlflowTracker:
 
         if self.run_id is not None:  # a nested run: the open one resumes when this one ends
             self._stack.append((self.run_id, self._rows))
+        elif self.traces:
+            self._scope.enter()
         run_tags = {str(k): str(v)[:MAX_TAG_VALUE] for k, v in redact(dict(tags or {})).items()}
         if parent_run_id is not None:
             run_tags["mlflow.parentRunId"] = parent_run_id
@@ -286,6 +280,8 @@ class MlflowTracker:
         self._client.set_terminated(run_id, status=status)
         if self._stack:
             self.run_id, self._rows = self._stack.pop()
+        else:
+            self._scope.exit()
 
     def _active(self) -> str:
         if self.run_id is None:
