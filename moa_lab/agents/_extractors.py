@@ -25,20 +25,15 @@ def choice() -> Extractor:
     return CHOICE
 
 
+def _alias(name: str, target: Extractor, doc: str) -> None:
+    def factory() -> Extractor:
+        return target
+
+    factory.__doc__ = doc
+    extractor(name)(factory)
+
+
 # Older names, kept because topology specs, RunLogs and search studies record them.
-@extractor("answer")
-def answer() -> Extractor:
-    """Same as numeric (the name the GSM8K experiments use)."""
-    return NUMERIC
-
-
-@extractor("number")
-def number() -> Extractor:
-    """Same as numeric (it used to be the last number in the text)."""
-    return NUMERIC
-
-
-@extractor("normalized")
-def normalized() -> Extractor:
-    """Same as exact (it used to keep articles and inner punctuation)."""
-    return EXACT
+_alias("answer", NUMERIC, "Same as numeric (the name the GSM8K experiments use).")
+_alias("number", NUMERIC, "Same as numeric (it used to be the last number in the text).")
+_alias("normalized", EXACT, "Same as exact (it used to keep articles and inner punctuation).")

@@ -77,56 +77,38 @@ def ask(
         raise typer.Exit(1)
 
 
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")]
-NoMlflow = Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")]
-TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]
-Concurrency = Annotated[Optional[int], typer.Option(help="Queries in flight at once.")]
-Output = Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")]
+RUN_HELP = """Run an experiment's topologies over its samples: the answers, accuracy against the targets
+(when the samples have them), tokens and $; every trace in a RunLog of a new run folder. Tracked in
+MLflow when the file has a tracking: section."""
+EVAL_HELP = """Evaluate every topology of an experiment on its samples: quality with CIs, cost, latency.
+The same run as `moa-lab run`, tracked in MLflow by default. Each invocation is a new run (a folder
+of RunLogs and an MLflow run); --resume continues the latest unfinished one."""
 
 
-@app.command()
-def run(
+def run_or_eval(
+    ctx: typer.Context,
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
-    resume: Resume = False,
-    no_mlflow: NoMlflow = False,
-    tracking_uri: TrackingUri = None,
-    no_cache: NoCache = False,
-    concurrency: Concurrency = None,
-    output: Output = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")] = False,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")] = False,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
+    concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")] = None,
+    scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
     arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
 ) -> None:
-    """Run an experiment's topology over its queries: the answers, accuracy against the targets
-    (when the queries have them), tokens and $; every trace in a RunLog. Tracked in MLflow when the
-    file has a tracking: section."""
-    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency, output=_absolute(output))
-    track = "tracking" in exp.spec.model_fields_set
-    done, records = _execute(exp, resume=resume, track=track and not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
-    show_answers(console, records)
+    is_run = ctx.info_name == "run"
+    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency,
+                          scorer=yaml.safe_load(scorer) if scorer else None, output=str(output.resolve()) if output else None)
+    track = not no_mlflow and (not is_run or "tracking" in exp.spec.model_fields_set)
+    done, records = _execute(exp, resume=resume, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
+    if is_run:
+        show_answers(console, records)
     _report(exp, done)
 
 
-@app.command("eval")
-def eval_(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with topologies and samples (see experiments/).")],
-    resume: Resume = False,
-    no_mlflow: NoMlflow = False,
-    tracking_uri: TrackingUri = None,
-    no_cache: NoCache = False,
-    concurrency: Concurrency = None,
-    output: Output = None,
-    scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
-) -> None:
-    """Evaluate every topology of an experiment on its samples; print quality with CIs, cost, latency.
-    Each invocation is a new run (a folder of RunLogs and an MLflow run); --resume continues one."""
-    exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None,
-                          output=_absolute(output))
-    done, _ = _execute(exp, resume=resume, track=not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
-    _report(exp, done)
-
-
-def _absolute(path: Path | None) -> str | None:
-    return str(path.resolve()) if path is not None else None
+app.command("run", help=RUN_HELP)(run_or_eval)
+app.command("eval", help=EVAL_HELP)(run_or_eval)
 
 
 def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
