@@ -28,6 +28,8 @@ app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 state = {"debug": False}
+FAILED_EXIT = 3
+"""The exit status of `run`, `eval` and `search` when any sample or trial failed."""
 
 
 @app.callback()
@@ -77,7 +79,8 @@ def ask(
         raise typer.Exit(1)
 
 
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept, failed ones run again.")]
+KeepFailed = Annotated[bool, typer.Option("--keep-failed", help="With --resume: keep failed samples as they are.")]
 NoMlflow = Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")]
 TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]
@@ -89,6 +92,7 @@ Output = Annotated[Optional[Path], typer.Option(help="Folder for the runs (defau
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
     resume: Resume = False,
+    keep_failed: KeepFailed = False,
     no_mlflow: NoMlflow = False,
     tracking_uri: TrackingUri = None,
     no_cache: NoCache = False,
@@ -101,7 +105,7 @@ def run(
     file has a tracking: section."""
     exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency, output=_absolute(output))
     track = "tracking" in exp.spec.model_fields_set
-    done, records = _execute(exp, resume=resume, track=track and not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
+    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track and not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
     show_answers(console, records)
     _report(exp, done)
 
@@ -110,6 +114,7 @@ def run(
 def eval_(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML with topologies and samples (see experiments/).")],
     resume: Resume = False,
+    keep_failed: KeepFailed = False,
     no_mlflow: NoMlflow = False,
     tracking_uri: TrackingUri = None,
     no_cache: NoCache = False,
@@ -121,7 +126,7 @@ def eval_(
     Each invocation is a new run (a folder of RunLogs and an MLflow run); --resume continues one."""
     exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None,
                           output=_absolute(output))
-    done, _ = _execute(exp, resume=resume, track=not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
+    done, _ = _execute(exp, resume=resume, keep_failed=keep_failed, track=not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
     _report(exp, done)
 
 
@@ -129,7 +134,7 @@ def _absolute(path: Path | None) -> str | None:
     return str(path.resolve()) if path is not None else None
 
 
-def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
     from moa_lab.evaluation import run_experiment
@@ -178,7 +183,7 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
                     stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
     done = asyncio.run(main())
     if tracker is not None:
@@ -197,6 +202,10 @@ def _report(exp: Experiment, done: ExperimentRun) -> None:
     if done.stopped:
         console.print("[yellow]stopped early: run the same command with --resume to finish[/]")
         raise typer.Exit(130)
+    failed, total = sum(s.failed for s in done.summaries), sum(s.samples for s in done.summaries)
+    if failed:
+        console.print(f"[red]{failed} of {total} samples failed[/] (errors and tracebacks in the RunLogs; --resume runs them again)")
+        raise typer.Exit(FAILED_EXIT)
 
 
 @app.command()

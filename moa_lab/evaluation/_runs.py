@@ -17,10 +17,10 @@ from moa_lab.benchmarks import second_turn
 from moa_lab.core import ConfigError
 from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import Experiment
-from moa_lab.evaluation._sources import dataset_hash, groups
+from moa_lab.evaluation._sources import Group, dataset_hash, groups
 from moa_lab.evaluation._summary import EvalSummary
 from moa_lab.models import ModelSet
-from moa_lab.tracking import QueryRecord, Tracker, read_runlog
+from moa_lab.tracking import QueryRecord, Tracker, lock_folder, read_runlog
 
 FINISHED = "FINISHED"
 """The marker file of a run folder whose every RunLog is complete."""
@@ -72,14 +72,39 @@ async def run_experiment(
     models: ModelSet,
     *,
     resume: bool = False,
+    keep_failed: bool = False,
     tracker: Tracker | None = None,
     on_record: Callable[[str, QueryRecord], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> ExperimentRun:
-    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight."""
+    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight.
+
+    The run folder is locked while it runs: a second process resuming it is refused before any
+    call. Resumed, failed samples are run again unless `keep_failed`."""
     sources = groups(exp)  # bad inputs fail before any folder, store or run is made
     folder = run_folder(exp, resume=resume)
+    lock = lock_folder(folder)
+    try:
+        return await _run(exp, models, folder, sources, resume=resume, keep_failed=keep_failed, tracker=tracker,
+                          on_record=on_record, on_start=on_start, stop=stop)
+    finally:
+        lock.release()
+
+
+async def _run(
+    exp: Experiment,
+    models: ModelSet,
+    folder: Path,
+    sources: list[Group],
+    *,
+    resume: bool,
+    keep_failed: bool,
+    tracker: Tracker | None,
+    on_record: Callable[[str, QueryRecord], None] | None,
+    on_start: Callable[[str, int], None] | None,
+    stop: asyncio.Event | None,
+) -> ExperimentRun:
     commit = git_commit(exp.folder)
     run = ExperimentRun(folder, [])
     background = _Background(tracker) if tracker is not None else None
@@ -107,7 +132,7 @@ async def run_experiment(
                     run_name, task, samples = turns.pop(0)
                     summary = await evaluate(
                         spec, samples, models, group.scorer, runlog=folder / f"{run_name}.jsonl", label=run_name,
-                        experiment=exp.spec.name, task=task, resume=resume, concurrency=exp.spec.concurrency,
+                        experiment=exp.spec.name, task=task, resume=resume, keep_failed=keep_failed, concurrency=exp.spec.concurrency,
                         on_record=hook, stop=stop,
                     )
                     run.summaries.append(summary)
