@@ -283,6 +283,6 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact_uri(message)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from moa_lab.cli._app import app, console
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, redact_uri
 from moa_lab.evaluation import Experiment
 
 
@@ -104,10 +104,10 @@ def pareto_(
 
 
 def study_storage_hint(exp: Experiment, storage: str | None) -> str:
-    """What to give optuna-dashboard: the storage URL, or the default journal file."""
+    """What to give optuna-dashboard: the storage URL (its password hidden), or the default journal file."""
     from moa_lab.search import study_dir
 
-    return storage or str(study_dir(exp) / "journal.log")
+    return redact_uri(storage) if storage else str(study_dir(exp) / "journal.log")
 
 
 def _shown(path: Path) -> str:

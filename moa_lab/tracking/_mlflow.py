@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moa_lab.core import REDACTED, redact_uri
 from moa_lab.tracking._records import QueryRecord
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-REDACTED = "***"
 MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
@@ -57,14 +57,6 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
-
-
-def redact_uri(uri: str) -> str:
-    """A URI with any password replaced by ***: `postgresql://user:pw@host` -> `postgresql://user:***@host`."""
-    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", uri)
-
-
 def is_secret_key(key: str) -> bool:
     """True for keys that name a credential (`api_key`, `db_password`); token counts are not."""
     return str(key).lower().replace("-", "_").endswith(_SECRET_KEY_ENDINGS)
@@ -77,7 +69,7 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
-        obj = redact_uri(obj) if "://" in obj else obj
+        obj = redact_uri(obj)
         return _SECRET_VALUE.sub(REDACTED, obj) if "sk-" in obj else obj
     return obj
 

@@ -7,7 +7,7 @@ import email.utils
 import time
 from typing import Any
 
-from moa_lab.core import Completion, EndpointError, Request, Usage
+from moa_lab.core import Completion, EndpointError, Request, Usage, redact_uri
 
 
 class OpenAIClient:
@@ -24,6 +24,7 @@ class OpenAIClient:
 
         self.base_url = base_url
         self.timeout = timeout
+        self._shown = redact_uri(base_url)  # errors end up in RunLogs and MLflow: no password in them
         self._openai = openai
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
@@ -40,10 +41,10 @@ class OpenAIClient:
             async with asyncio.timeout(self.timeout):
                 response, choice, text = await self._create(request, kwargs)
         except TimeoutError:
-            raise EndpointError(f"{self.base_url}: timed out after {self.timeout:g} s", retryable=True) from None
+            raise EndpointError(f"{self._shown}: timed out after {self.timeout:g} s", retryable=True) from None
         usage = response.usage
         if usage is None:
-            raise EndpointError(f"{self.base_url}: response has no usage; cost cannot be accounted", retryable=False)
+            raise EndpointError(f"{self._shown}: response has no usage; cost cannot be accounted", retryable=False)
         return Completion(text, Usage(usage.prompt_tokens, usage.completion_tokens), choice.finish_reason or "stop")
 
     async def _create(self, request: Request, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:
@@ -60,11 +61,11 @@ class OpenAIClient:
         except self._openai.APIStatusError as exc:
             raise _status_error(exc) from None
         except self._openai.APITimeoutError:
-            raise EndpointError(f"{self.base_url}: timed out", retryable=True) from None
+            raise EndpointError(f"{self._shown}: timed out", retryable=True) from None
         except self._openai.APIConnectionError as exc:
-            raise EndpointError(f"{self.base_url}: cannot connect ({exc})", retryable=True) from None
+            raise EndpointError(f"{self._shown}: cannot connect ({exc})", retryable=True) from None
         except (self._openai.APIError, ValueError, AttributeError, IndexError, TypeError) as exc:
-            raise EndpointError(f"{self.base_url}: malformed response ({type(exc).__name__})", retryable=True) from None
+            raise EndpointError(f"{self._shown}: malformed response ({type(exc).__name__})", retryable=True) from None
         return response, choice, text
 
     async def aclose(self) -> None:
