@@ -63,6 +63,12 @@ def search(
     if models.budget is not None:
         console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
     console.print(f"dashboard: optuna-dashboard {study_storage_hint(exp, storage)}")
+    failed = sum(1 for t in study.trials if t.state.name == "FAIL")
+    if failed:
+        from moa_lab.cli._app import FAILED_EXIT
+
+        console.print(f"[red]{failed} of {len(study.trials)} trials failed[/]")
+        raise typer.Exit(FAILED_EXIT)
 
 
 @app.command("pareto")
