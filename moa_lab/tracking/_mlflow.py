@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,12 +134,23 @@ class MlflowTracker:
         params: Mapping[str, Any],
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        continue_run_id: str | None = None,
     ) -> str:
-        """Create a run with flattened, redacted params; returns its id (also in `run_id`)."""
+        """Create a run with flattened, redacted params; returns its id (also in `run_id`).
+        With `continue_run_id` (a resumed moa-lab run), that run is reopened instead when it exists."""
         from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
 
         if self.run_id is not None:  # a nested run: the open one resumes when this one ends
             self._stack.append((self.run_id, self._rows))
+        if continue_run_id is not None:
+            try:
+                self._client.update_run(continue_run_id, status="RUNNING")
+            except MlflowException:
+                pass  # gone (a deleted run): start a new one
+            else:
+                self.run_id, self._rows = continue_run_id, []
+                return continue_run_id
         run_tags = {str(k): str(v)[:MAX_TAG_VALUE] for k, v in redact(dict(tags or {})).items()}
         if parent_run_id is not None:
             run_tags["mlflow.parentRunId"] = parent_run_id
@@ -278,6 +289,17 @@ class MlflowTracker:
         self._client.set_terminated(run_id, status=status)
         if self._stack:
             self.run_id, self._rows = self._stack.pop()
+
+    def mark_killed(self, run_ids: Iterable[str]) -> None:
+        """Mark runs left RUNNING by a process that is gone as KILLED."""
+        from mlflow.exceptions import MlflowException
+
+        for run_id in run_ids:
+            try:
+                if self._client.get_run(run_id).info.status == "RUNNING":
+                    self._client.set_terminated(run_id, status="KILLED")
+            except MlflowException:
+                continue  # deleted since
 
     def _active(self) -> str:
         if self.run_id is None:
