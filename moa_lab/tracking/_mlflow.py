@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moa_lab.core import REDACTED, redact_uri
+from moa_lab.core._redact import redact, redact_uri
 from moa_lab.tracking._records import QueryRecord
 
 if TYPE_CHECKING:
@@ -27,11 +26,6 @@ PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 TABLE_FILE = "queries.json"
 TRACES_PER_FLUSH = 256  # below MLflow's export queue size (1000 tasks), which drops traces when full
-
-_SECRET_KEY_ENDINGS = ("api_key", "apikey", "secret", "password")
-# The lookbehind keeps words such as "task-oriented" or "risk-free" intact.
-_SECRET_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}")
-
 
 def default_tracking_uri(project_root: Path) -> str:
     """The local default store: a sqlite database under `<project_root>/mlruns`."""
@@ -55,23 +49,6 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys that name a credential (`api_key`, `db_password`); token counts are not."""
-    return str(key).lower().replace("-", "_").endswith(_SECRET_KEY_ENDINGS)
-
-
-def redact(obj: Any) -> Any:
-    """A copy of `obj` with credential-named keys and `sk-...` looking strings replaced by ***."""
-    if isinstance(obj, Mapping):
-        return {k: REDACTED if is_secret_key(k) and v is not None else redact(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str):
-        obj = redact_uri(obj)
-        return _SECRET_VALUE.sub(REDACTED, obj) if "sk-" in obj else obj
-    return obj
 
 
 class MlflowTracker:
