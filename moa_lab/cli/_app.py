@@ -28,6 +28,8 @@ app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 state = {"debug": False}
+FAILED_EXIT = 3
+"""The exit status of `run`, `eval` and `search` when any sample or trial failed."""
 
 
 @app.callback()
@@ -88,7 +90,8 @@ of RunLogs and an MLflow run); --resume continues the latest unfinished one."""
 def run_or_eval(
     ctx: typer.Context,
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept, failed ones run again.")] = False,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="With --resume: keep failed samples as they are.")] = False,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")] = False,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
@@ -101,7 +104,7 @@ def run_or_eval(
     exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency,
                           scorer=yaml.safe_load(scorer) if scorer else None, output=str(output.resolve()) if output else None)
     track = not no_mlflow and (not is_run or "tracking" in exp.spec.model_fields_set)
-    done, records = _execute(exp, resume=resume, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
+    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
     if is_run:
         show_answers(console, records)
     _report(exp, done)
@@ -111,7 +114,7 @@ app.command("run", help=RUN_HELP)(run_or_eval)
 app.command("eval", help=EVAL_HELP)(run_or_eval)
 
 
-def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
     from moa_lab.evaluation import run_experiment
@@ -160,7 +163,7 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
                     stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
     done = asyncio.run(main())
     if tracker is not None:
@@ -179,6 +182,10 @@ def _report(exp: Experiment, done: ExperimentRun) -> None:
     if done.stopped:
         console.print("[yellow]stopped early: run the same command with --resume to finish[/]")
         raise typer.Exit(130)
+    failed, total = sum(s.failed for s in done.summaries), sum(s.samples for s in done.summaries)
+    if failed:
+        console.print(f"[red]{failed} of {total} samples failed[/] (errors and tracebacks in the RunLogs; --resume runs them again)")
+        raise typer.Exit(FAILED_EXIT)
 
 
 @app.command()
@@ -254,6 +261,6 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact_uri(message)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)

@@ -10,6 +10,7 @@ from typing import Any
 
 from moa_lab.benchmarks import builtin_task, from_queries, load_alpaca_eval, load_gsm8k, load_jsonl, load_mt_bench
 from moa_lab.core import ConfigError, Sample
+from moa_lab.evaluation._evaluate import check_unique
 from moa_lab.evaluation._experiment import Experiment
 from moa_lab.registry import build
 from moa_lab.scoring import Scorer
@@ -38,7 +39,15 @@ def build_scorer(source: str | dict[str, Any], *, numeric: bool = False) -> Scor
 
 
 def groups(exp: Experiment) -> list[Group]:
-    """The experiment's groups of samples, each with its scorer."""
+    """The experiment's groups of samples, each with its scorer; two samples of a group with one
+    id are refused, naming both."""
+    found = _groups(exp)
+    for group in found:
+        check_unique(group.samples, f"{exp.source}" + (f" (task {group.task})" if group.task else ""))
+    return found
+
+
+def _groups(exp: Experiment) -> list[Group]:
     scorer, bench = exp.spec.scorer, exp.spec.benchmark
     if exp.spec.queries is not None:
         if bench is not None:
