@@ -72,7 +72,8 @@ class ExperimentSpec(BaseModel):
     search: dict[str, Any] | None = None
     """The search space and study settings for `moa-lab search` (validated by `moa_lab.search`)."""
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
-    prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prices: dict[str, float | dict[str, Any]] = Field(default_factory=dict)
+    """$ per million tokens by model: `{input, output, params_b?}`, or one number for both (`0`: free)."""
     budget: BudgetSpec | None = None
     cache: bool | str = True
     """`true` (the user's sqlite cache), `false`, `memory`, a sqlite path, or `redis://host:port/db`."""
