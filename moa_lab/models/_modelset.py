@@ -10,6 +10,7 @@ from pathlib import Path
 
 from moa_lab.core import ConfigError
 from moa_lab.models._budget import Budget
+from moa_lab.models._ledger import LedgerBudget
 from moa_lab.models._cache import CallCache
 from moa_lab.models._client import ModelClient
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
@@ -52,7 +53,7 @@ class ModelSet:
         *,
         prices: PriceTable | None = None,
         cache: CallCache | None = None,
-        budget: Budget | None = None,
+        budget: Budget | LedgerBudget | None = None,
         clients: Mapping[str, ModelClient] | None = None,
         cache_dir: Path | None = None,
         local_slots: int = 4,
@@ -69,7 +70,7 @@ class ModelSet:
         self._models: dict[str, Model] = {}
 
     @property
-    def budget(self) -> Budget | None:
+    def budget(self) -> Budget | LedgerBudget | None:
         """The hard cap every call is admitted against; fixed when the ModelSet is built."""
         return self._budget
 
