@@ -86,7 +86,7 @@ def artifact(recorded: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_recorded_layout_is_scored_and_priced_like_the_replay_endpoint(recorded: Path) -> None:
-    prices = PriceTable.default().merged(PriceTable.from_mapping({"fruit-expert": {"input": 0.1, "output": 0.1}}))
+    prices = PriceTable.default().merged(PriceTable.from_mapping({"fruit-expert": {"input": 0.1, "output": 0.1}, "train-expert": 0}))
     data = from_recorded(recorded, prices=prices, models=["fruit-expert", "train-expert"])
     assert data.names == ["fruit-expert", "train-expert"]
     fruit = np.array(["apples" in q for q in data.queries])
@@ -288,6 +288,14 @@ def test_synthesize_router_picks_by_quality_and_diversity_and_is_not_replayed(re
     assert len(router.choose(p, usd, lam=0.0)) >= 2  # free to add: diversity pays
     with pytest.raises(ConfigError, match="needs model calls"):
         evaluate(out, recorded, mlflow=False)
+
+
+def test_a_router_on_an_unpriced_pool_is_a_clear_error(recorded: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["router", "train", str(recorded), "--out", str(tmp_path / "r"), "--embedder", "hash",
+                                   "--endpoint", "fake"])
+    said = res.output + str(res.exception)
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError) and "ZeroDivisionError" not in said
+    assert "no price for" in said and "fake/all-rounder" in said and "--prices" in said, said
 
 
 def test_cli_train_and_eval_log_to_mlflow(recorded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,8 @@ import yaml
 from moa_lab import ConfigError
 from moa_lab.evaluation import Experiment
 from moa_lab.models import MemoryCache, Price, PriceTable
-from moa_lab.search import SearchSpace, run_study, study_budget, suggest
+from moa_lab.search import SearchSpace, run_study, study_budget, study_dir, suggest
+from moa_lab.search._trial import trial_records
 from moa_lab.testing import ScriptedClient
 from moa_lab.tracking import read_runlog
 
@@ -62,13 +63,18 @@ def _models(exp: Experiment, client: ScriptedClient):  # type: ignore[no-untyped
 
 
 def test_study_under_a_small_cap_stops_and_keeps_finished_trials(tmp_path: Path) -> None:
+    """A trial is admitted on the worst case of all its queries (here about $5.5 for one proposer
+    answering 10 questions at $1000 per million tokens); one that does not fit fails unpaid."""
     client = ScriptedClient(responder=lambda r: "yes" if r.model in ("a", "c") else "no")
-    exp = _experiment(tmp_path, budget=0.6)
+    exp = _experiment(tmp_path, budget=8.0)
     models = _models(exp, client)
     study = asyncio.run(run_study(exp, models))
     states = [t.state for t in study.trials]
     assert optuna.trial.TrialState.FAIL in states and states[-1] == optuna.trial.TrialState.FAIL
-    assert models.budget is not None and models.budget.spent_usd <= 0.6
+    assert models.budget is not None and models.budget.spent_usd <= 8.0
+    for failed in (t for t in study.trials if t.state == optuna.trial.TrialState.FAIL):
+        assert "refused" in failed.user_attrs
+        assert sum(r.cost.paid_usd for r in trial_records(study_dir(exp), failed.number)) == 0
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all({"quality", "cost_per_query_usd", "spec"} <= t.user_attrs.keys() for t in complete)
     assert len(complete) < 8

@@ -45,6 +45,7 @@ def _experiment(folder: Path, base_url: str) -> Path:
         "name": "workers", "output": str(folder / "out"), "benchmark": {"kind": "jsonl", "path": str(data)},
         "scorer": "exact", "tracking": {"mlflow": False}, "concurrency": 2,
         "endpoints": {"srv": {"kind": "openai", "base_url": base_url, "concurrency": 4}},
+        "prices": {m: {"input": 1.0, "output": 1.0} for m in "abcd"},
         "search": {"trials": 12, "budget_usd": 100.0,
                    "space": {"pool": ["srv/a", "srv/b", "srv/c", "srv/d"], "proposers": [1, 3], "aggregators": ["vote"]}},
     }
@@ -100,3 +101,10 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
         assert not [t for t in trials if t.state.name == "RUNNING"]
         failed = [t for t in trials if t.state.name == "FAIL"]
         assert len(failed) == 1
+    from moa_lab.models import LedgerBudget
+
+    ledger = LedgerBudget(URL, "study:workers", 100.0)
+    try:  # the killed worker's hold was counted as spent: nothing stays reserved
+        assert ledger.reserved_usd == pytest.approx(0, abs=1e-12) and 0 < ledger.spent_usd <= 100.0
+    finally:
+        ledger.close()

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from moa_lab.core import Answer, CallRecord, Exchange, Message, Proposal, Sampling
-from moa_lab.models import ModelSet
+from moa_lab.core import Answer, CallRecord, Exchange, Message, Proposal, Request, Sampling
+from moa_lab.models import Admission, ModelSet
 from moa_lab.registry import register
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,14 +26,22 @@ class AgentContext:
     references: Sequence[Proposal] = field(default_factory=tuple)
     history: Sequence[Exchange] = field(default_factory=tuple)
     """Earlier exchanges of this conversation (the second turn of MT-Bench)."""
+    budget: Admission | None = None
+    """The query's admission every call draws from (None: the ModelSet's budget, if any)."""
+    probe: Callable[[AgentContext, str, Request], CallRecord] | None = None
+    """Set while a query's worst case is planned: calls go to it instead of a model."""
 
     async def call(
         self, model: str, messages: tuple[Message, ...], sampling: Sampling, *, prompt: str | None = None
     ) -> CallRecord:
         """Call a model through the shared wrapper (cache, budget, limits, retry) and trace it."""
-        record = await self.models.get(model).call(
-            messages, sampling, prompt=prompt, sample_index=self.sample_index, agent=self.agent, layer=self.layer
-        )
+        if self.probe is not None:
+            record = self.probe(self, model, Request(self.models.get(model).name, messages, sampling, prompt))
+        else:
+            record = await self.models.get(model).call(
+                messages, sampling, prompt=prompt, sample_index=self.sample_index, agent=self.agent, layer=self.layer,
+                budget=self.budget,
+            )
         self.calls.append(record)
         return record
 

@@ -117,10 +117,11 @@ app.command("eval", help=EVAL_HELP)(run_or_eval)
 def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
-    from moa_lab.evaluation import run_experiment
+    from moa_lab.evaluation import run_experiment, run_folder
 
     groups(exp)  # bad inputs fail before a model, store or folder is made
-    models = exp.model_set(use_cache=False if no_cache else None)
+    folder = run_folder(exp, resume=resume)
+    models = exp.model_set(use_cache=False if no_cache else None, run=folder)  # a budget's ledger lives in the run
     tracker = None
     if track and exp.spec.tracking.mlflow:
         from moa_lab.tracking import MlflowTracker
@@ -163,7 +164,8 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
                     stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record,
+                                            on_start=start, stop=stop, folder=folder)
 
     done = asyncio.run(main())
     if tracker is not None:

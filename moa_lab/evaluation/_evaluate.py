@@ -16,7 +16,7 @@ from pathlib import Path
 
 from moa_lab.core import ConfigError, Sample, Score
 from moa_lab.evaluation._summary import EvalSummary, summarize
-from moa_lab.models import ModelSet
+from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline
 from moa_lab.scoring import Scorer, ScoringContext, SummarizingScorer
 from moa_lab.topology import TopologySpec
@@ -74,12 +74,14 @@ async def evaluate(
     score_proposals: bool | None = None,
     on_record: Callable[[QueryRecord], None] | None = None,
     stop: asyncio.Event | None = None,
+    budget: Admission | None = None,
 ) -> EvalSummary:
     """Run (and, with a scorer, score) every sample not already in `runlog`, appending each record
     as it finishes. Resumed, the samples that failed are run again, unless `keep_failed`.
 
     When `stop` is set, no new sample starts and the ones in flight finish and are written, so
-    their calls are cached and paid once; `resume=True` later does the rest.
+    their calls are cached and paid once; `resume=True` later does the rest. `budget`: an admission
+    (a search trial's stage) the queries are admitted from instead of the ModelSet's budget.
     """
     label = label or spec.name
     check_unique(samples, label)
@@ -100,7 +102,7 @@ async def evaluate(
     async def finish(record: QueryRecord) -> QueryRecord:
         return await score_record(record, scorer, models, proposals=proposals) if scorer is not None else record
 
-    pipeline = Pipeline(spec, models)  # a bad spec or pool fails before the RunLog is touched
+    pipeline = Pipeline(spec, models, budget=budget)  # a bad spec or pool fails before the RunLog is touched
     start = time.perf_counter()
     records = list(done)
     with RunLogWriter(runlog, header, done) as writer:

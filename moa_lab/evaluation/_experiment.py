@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_lab.core import ConfigError
-from moa_lab.models import Budget, EndpointConfig, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
+from moa_lab.models import Budget, EndpointConfig, LedgerBudget, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
 from moa_lab.registry import lookup
 from moa_lab.topology import SelectorSpec, TopologySpec, load_topology, read_yaml, validate
 
@@ -72,7 +72,8 @@ class ExperimentSpec(BaseModel):
     search: dict[str, Any] | None = None
     """The search space and study settings for `moa-lab search` (validated by `moa_lab.search`)."""
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
-    prices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prices: dict[str, float | dict[str, Any]] = Field(default_factory=dict)
+    """$ per million tokens by model: `{input, output, params_b?}`, or one number for both (`0`: free)."""
     budget: BudgetSpec | None = None
     cache: bool | str = True
     """`true` (the user's sqlite cache), `false`, `memory`, a sqlite path, or `redis://host:port/db`."""
@@ -177,10 +178,13 @@ class Experiment:
         return out
 
     def model_set(
-        self, *, cache_dir: Path | None = None, use_cache: bool | None = None, budget: Budget | None = None
+        self, *, cache_dir: Path | None = None, use_cache: bool | None = None, budget: Budget | LedgerBudget | None = None,
+        run: Path | None = None,
     ) -> ModelSet:
         """The ModelSet this experiment runs on: its endpoints, prices, budget and cache. `budget`
-        replaces the file's (a study's shared ledger, a command line cap)."""
+        replaces the file's (a study's shared ledger, a command line cap). With `run` (a run
+        folder) the file's budget is a durable ledger, `budget.sqlite` beside the run's RunLogs: a
+        resumed run starts from what was spent, and what a killed process held counts as spent."""
         cache_dir = cache_dir or default_cache_dir()
         prices = PriceTable.default()
         if self.spec.prices:
@@ -194,7 +198,10 @@ class Experiment:
         elif isinstance(cache_setting, str):
             cache = SqliteCache(self.path(cache_setting)) if cache_setting != "memory" else MemoryCache()
         if budget is None and self.spec.budget is not None:
-            budget = Budget(self.spec.budget.usd, self.spec.budget.tokens)
+            if run is not None:
+                budget = LedgerBudget(f"sqlite:///{run / 'budget.sqlite'}", "run", self.spec.budget.usd, self.spec.budget.tokens)
+            else:
+                budget = Budget(self.spec.budget.usd, self.spec.budget.tokens)
         return ModelSet(
             self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.width()
         )

@@ -80,13 +80,18 @@ async def run_experiment(
     on_record: Callable[[str, QueryRecord], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    folder: Path | None = None,
 ) -> ExperimentRun:
-    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight.
+    """Evaluate every (topology, group) into a run folder (`folder`, else a new one, else with
+    `resume` the latest unfinished); `stop` ends it after the queries in flight.
 
     The run folder is locked while it runs: a second process resuming it is refused before any
     call. Resumed, failed samples are run again unless `keep_failed`."""
     sources = groups(exp)  # bad inputs fail before any folder, store or run is made
-    folder = run_folder(exp, resume=resume)
+    for group in sources:  # under a budget an unpriced model is refused before any call
+        for spec in exp.topologies(None if group.task == "turn1" else group.task).values():
+            models.check_prices(spec.models())
+    folder = folder or run_folder(exp, resume=resume)
     lock = lock_folder(folder)
     try:
         if tracker is not None:

@@ -1,18 +1,21 @@
 """Models: one `Model` wrapper (cache, budget, concurrency, retry, cost) over narrow providers."""
 
-from moa_lab.models._budget import Budget, Reservation
+from moa_lab.models._budget import Admission, Budget, Reservation
 from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
+from moa_lab.models._ledger import LedgerBudget
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._modelset import ModelSet, default_cache_dir
 from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_usage
 
 __all__ = [
+    "Admission",
     "BoundedClient",
     "Budget",
     "CallCache",
     "EndpointConfig",
+    "LedgerBudget",
     "MemoryCache",
     "Model",
     "ModelClient",

@@ -29,6 +29,9 @@ class EndpointConfig(BaseModel):
     questions: str | None = None
     slots: int | None = Field(None, ge=1, le=64)
     ctx_per_slot: int = Field(2048, ge=256, le=32768)
+    price: float | None = Field(None, ge=0)
+    """$ per million tokens, in and out, for every model of this endpoint (`price: 0`: a free
+    endpoint, so a budgeted run accepts its models without a `prices:` entry)."""
 
     @model_validator(mode="after")
     def _check_kind(self) -> EndpointConfig:

@@ -19,7 +19,7 @@ from moa_lab.core import (
     Sampling,
     Usage,
 )
-from moa_lab.models._budget import Budget
+from moa_lab.models._budget import Admission, Budget, Reservation
 from moa_lab.models._cache import CallCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._pricing import Price, prompt_token_bound
@@ -76,8 +76,11 @@ class Model:
         sample_index: int = 0,
         agent: str = "",
         layer: int = 0,
+        budget: Budget | Admission | None = None,
     ) -> CallRecord:
-        """One call through cache -> budget reserve -> endpoint (with retries) -> settle."""
+        """One call through cache -> budget reserve -> endpoint (with retries) -> settle.
+
+        `budget`: the query's Admission the call draws from (default: the ModelSet's budget)."""
         request = Request(self.name, messages, sampling, prompt)
         if prompt is not None:
             messages = (Message("user", prompt),)
@@ -116,7 +119,7 @@ class Model:
             self._inflight[key] = future
         try:
             began = time.perf_counter()
-            completion, attempts = await self._call_endpoint(request)
+            completion, attempts = await self._call_endpoint(request, budget if budget is not None else self._budget, f"{layer}:{agent}")
             completion = replace(completion, latency_s=time.perf_counter() - began)
         except (EndpointError, BudgetExceeded, ReplayMissing) as exc:
             if key is not None:
@@ -140,15 +143,26 @@ class Model:
         else:
             future.set_result(completion)  # type: ignore[arg-type]
 
-    async def _call_endpoint(self, request: Request) -> tuple[Completion, int]:
+    def worst_case(self, request: Request, *, sample_index: int = 0, extra_input_tokens: int = 0) -> Reservation:
+        """The most `request` may cost: prompt_token_bound of what is sent (plus `extra_input_tokens`)
+        in, max_tokens (or a replay client's known answer length) out; nothing when it is cached."""
+        if self._cache is not None and self._cache.get(call_key(self.ref, request, sample_index)) is not None:
+            return Reservation(0.0, 0)
+        worst_in = prompt_token_bound(_shown(request), self._overhead) + extra_input_tokens
+        return Reservation(self.price.worst_usd(worst_in, self.output_bound(request)), worst_in + self.output_bound(request))
+
+    def output_bound(self, request: Request) -> int:
+        """The most output tokens `request` may return."""
+        # a replayed answer's length is known before the call and ignores max_tokens
+        bounded = isinstance(self.client, BoundedClient)
+        return self.client.output_bound(request) if bounded else request.sampling.max_tokens  # type: ignore[attr-defined]
+
+    async def _call_endpoint(self, request: Request, budget: Budget | Admission | None, key: str) -> tuple[Completion, int]:
         reservation = None
-        if self._budget is not None:
-            shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
-            worst_in = prompt_token_bound(shown, self._overhead)
-            # a replayed answer's length is known before the call and ignores max_tokens
-            bounded = isinstance(self.client, BoundedClient)
-            worst_out = self.client.output_bound(request) if bounded else request.sampling.max_tokens  # type: ignore[attr-defined]
-            reservation = await self._budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
+        if budget is not None:
+            worst_in = prompt_token_bound(_shown(request), self._overhead)
+            worst_out = self.output_bound(request)
+            reservation = await budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out, key)
         spent_usd, spent_tokens = 0.0, 0
         try:
             attempt = 0
@@ -168,10 +182,14 @@ class Model:
                 return completion, attempt
         finally:
             if reservation is not None:
-                await self._budget.settle(reservation, spent_usd, spent_tokens)  # type: ignore[union-attr]
+                await asyncio.shield(budget.settle(reservation, spent_usd, spent_tokens))  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"Model({self.ref!r})"
+
+
+def _shown(request: Request) -> tuple[Message, ...]:
+    return (Message("user", request.prompt),) if request.prompt is not None else request.messages
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from moa_lab.core import ConfigError
 from moa_lab.models._budget import Budget
+from moa_lab.models._ledger import LedgerBudget
 from moa_lab.models._cache import CallCache
 from moa_lab.models._client import ModelClient
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
-from moa_lab.models._pricing import PriceTable
+from moa_lab.models._pricing import Price, PriceTable
 
 
 def default_cache_dir() -> Path:
@@ -22,6 +23,15 @@ def default_cache_dir() -> Path:
     if os.environ.get("MOA_LAB_CACHE_DIR"):
         return Path(os.environ["MOA_LAB_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moa-lab"
+
+
+def unpriced_message(refs: list[str], why: str) -> str:
+    """How to price models that have no price: `prices:` entries, or `price: 0` on a free endpoint."""
+    names = ", ".join(refs)
+    example = refs[0].partition("/")[2] or refs[0]
+    return (f"no price for {names} ({why}, so every model needs one): add them under `prices:` "
+            f"(e.g. `prices: {{{example}: {{input: 0.5, output: 1.5}}}}`, $ per million tokens), "
+            f"or give a free endpoint `price: 0`")
 
 
 class ModelSet:
@@ -43,7 +53,7 @@ class ModelSet:
         *,
         prices: PriceTable | None = None,
         cache: CallCache | None = None,
-        budget: Budget | None = None,
+        budget: Budget | LedgerBudget | None = None,
         clients: Mapping[str, ModelClient] | None = None,
         cache_dir: Path | None = None,
         local_slots: int = 4,
@@ -60,7 +70,7 @@ class ModelSet:
         self._models: dict[str, Model] = {}
 
     @property
-    def budget(self) -> Budget | None:
+    def budget(self) -> Budget | LedgerBudget | None:
         """The hard cap every call is admitted against; fixed when the ModelSet is built."""
         return self._budget
 
@@ -89,6 +99,23 @@ class ModelSet:
         if config is not None and config.kind == "openai" and endpoint not in self._given:
             self._api_key(endpoint, config)
 
+    def price(self, ref: str) -> Price | None:
+        """The price `ref` is charged at: its endpoint's `price`, else the price table's; None if neither."""
+        endpoint, name = self._split(ref)
+        config = self.endpoints.get(endpoint) if endpoint not in self._given else None
+        if config is not None and config.price is not None:
+            return Price(config.price, config.price, source=f"endpoint {endpoint} price")
+        return self.prices.find(name)
+
+    def check_prices(self, refs: Iterable[str]) -> None:
+        """With a budget, raise ConfigError naming every model of `refs` that has no price (a
+        model that is free by mistake would let the cap be spent unseen)."""
+        if self._budget is None:
+            return
+        unpriced = sorted({ref for ref in refs if self.price(ref) is None})
+        if unpriced:
+            raise ConfigError(unpriced_message(unpriced, "a budget is set"))
+
     def _split(self, ref: str) -> tuple[str, str]:
         endpoint, _, name = ref.partition("/")
         known = sorted({*self.endpoints, *self._clients})
@@ -113,6 +140,11 @@ class ModelSet:
         concurrency = config.concurrency if config is not None else 64
         limiter = self._limiters.setdefault(endpoint, asyncio.Semaphore(concurrency))
         retry = RetryPolicy(config.retries, config.backoff_s, config.max_backoff_s) if config else RetryPolicy()
+        price = self.price(ref)
+        if price is None:
+            if self._budget is not None:
+                raise ConfigError(unpriced_message([ref], "a budget is set"))
+            price = self.prices.get(name)  # $0, listed in `prices.unpriced` for a warning
         overhead = 0
         if config is not None and config.kind == "local":
             from moa_lab.models.providers.local import PROMPT_OVERHEAD_TOKENS
@@ -123,7 +155,7 @@ class ModelSet:
             name,
             client,
             limiter=limiter,
-            price=self.prices.get(name),
+            price=price,
             retry=retry,
             cache=self.cache,
             budget=self._budget,
@@ -167,6 +199,8 @@ class ModelSet:
         """Close every client (stops the embedded server if it was started)."""
         for client in self._clients.values():
             await client.aclose()
+        if self._budget is not None:
+            self._budget.close()
 
     async def __aenter__(self) -> ModelSet:
         return self

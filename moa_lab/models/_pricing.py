@@ -38,7 +38,8 @@ class Price:
 
 
 class PriceTable:
-    """Prices by model name. Unknown models cost $0 and are listed by `unpriced` so a run can warn."""
+    """Prices by model name. Without a budget unknown models cost $0 and are listed by `unpriced` so a
+    run can warn; with one, `ModelSet` refuses them before the first call."""
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = dict(prices)
@@ -54,6 +55,9 @@ class PriceTable:
     def from_mapping(cls, data: Mapping[str, Any], *, where: str = "prices") -> PriceTable:
         prices = {}
         for name, entry in data.items():
+            if isinstance(entry, (int, float)) and not isinstance(entry, bool):  # `model: 0`: one rate for both
+                prices[name] = Price(float(entry), float(entry), source=f"{where}: {entry}")
+                continue
             try:
                 prices[name] = Price(
                     input_per_mtok=float(entry["input"]),
@@ -68,8 +72,12 @@ class PriceTable:
     def merged(self, overrides: PriceTable) -> PriceTable:
         return PriceTable({**self._prices, **overrides._prices})
 
+    def find(self, model: str) -> Price | None:
+        """The model's price, or None when the table has none."""
+        return self._prices.get(model) or self._prices.get(model.rsplit("/", 1)[-1])
+
     def get(self, model: str) -> Price:
-        price = self._prices.get(model) or self._prices.get(model.rsplit("/", 1)[-1])
+        price = self.find(model)
         if price is None:
             self.unpriced.add(model)
             return Price()

@@ -8,8 +8,9 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from moa_lab.agents import AgentContext, AggregationError
-from moa_lab.core import Answer, CallRecord, MoaLabError, Proposal, Sample
-from moa_lab.models import ModelSet
+from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample
+from moa_lab.models import Admission, Budget, ModelSet
+from moa_lab.pipeline._plan import QueryPlan, plan_query
 from moa_lab.selection import PoolSelector, Selector, build_selector
 from moa_lab.topology import Agent, TopologySpec, build_topology
 from moa_lab.tracking import QueryRecord
@@ -20,15 +21,29 @@ Finish = Callable[[QueryRecord], Awaitable[QueryRecord]]
 class Pipeline:
     """A built topology bound to a ModelSet. One Pipeline serves many queries concurrently."""
 
-    def __init__(self, spec: TopologySpec, models: ModelSet, *, selector: Selector | None = None) -> None:
+    def __init__(
+        self, spec: TopologySpec, models: ModelSet, *, selector: Selector | None = None, budget: Budget | Admission | None = None
+    ) -> None:
         self.spec = spec
         self.models = models
+        self.budget = budget if budget is not None else models.budget
+        """What each query is admitted against (a trial stage's Admission, else the ModelSet's budget)."""
         self.topology = build_topology(spec)
         self.selector = selector or build_selector(spec.selector)
         if isinstance(self.selector, PoolSelector) and self.topology.layers:
             self.selector.bind([a.spec for a in self.topology.layers[0]])  # a bad pool fails here, not mid-run
         for ref in spec.models():
             models.check(ref)
+        models.check_prices(spec.models())
+
+    async def plan(self, sample: Sample) -> QueryPlan:
+        """The worst case of `sample`'s query: what it is admitted on (see `plan_query`)."""
+        return await plan_query(self.topology, self.models, sample, self._select(sample))
+
+    def _select(self, sample: Sample) -> list[int]:
+        if not self.topology.layers:
+            return []
+        return list(self.selector.select(sample.input, [a.spec for a in self.topology.layers[0]]))
 
     async def run_query(self, sample: Sample) -> QueryRecord:
         """Run one query through every layer. Failures, a plugin's bug included, are recorded in the
@@ -43,36 +58,43 @@ class Pipeline:
         layers: list[list[Proposal]] = []
         selected: list[int] | None = None
         answer, error, trace = None, None, None
+        admission: Admission | None = None
         try:
+            selected = self._select(sample)
+            if self.budget is not None:  # the whole worst case fits, or the query never starts
+                plan = await plan_query(self.topology, self.models, sample, selected)
+                admission = await self.budget.admit(plan.usd, plan.tokens, dict(plan.calls))
             references: Sequence[Proposal] = ()
             for i, layer in enumerate(self.topology.layers):
-                agents = layer
-                if i == 0:
-                    selected = self.selector.select(sample.input, [a.spec for a in layer])
-                    agents = tuple(layer[j] for j in selected)
-                proposals = await self._run_layer(agents, sample, references, calls, i + 1, tracebacks)
+                agents = layer if i else tuple(layer[j] for j in selected)
+                proposals = await self._run_layer(agents, sample, references, calls, i + 1, admission, tracebacks)
                 layers.append(proposals)
                 failed = [p for p in proposals if not p.ok]
                 if failed and (self.spec.on_proposer_error == "fail" or len(failed) == len(proposals)):
                     raise AggregationError(f"layer {i + 1}: " + "; ".join(f"{p.agent}: {p.error}" for p in failed))
                 references = proposals
-            answer = await self._aggregate(sample, references, calls)
+            answer = await self._aggregate(sample, references, calls, admission)
+        except BudgetExceeded as exc:
+            error = f"BudgetExceeded: {'query not started: ' if admission is None else ''}{exc}"
         except MoaLabError as exc:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad sample (a plugin's bug) never stops a run
             error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        finally:
+            if admission is not None:  # what the query did not use goes back at once, even if cancelled
+                await asyncio.shield(admission.close())
         trace = "\n".join([*tracebacks, *([trace] if trace else [])]) or None
         return QueryRecord(sample=sample, answer=answer, error=error, traceback=trace, selected=selected, layers=layers,
                            calls=calls, latency_s=time.perf_counter() - start, started=started)
 
     async def _run_layer(
         self, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord], layer: int,
-        tracebacks: list[str],
+        admission: Admission | None, tracebacks: list[str],
     ) -> list[Proposal]:
         ok_refs = tuple(p for p in references if p.ok)
 
         async def one(agent: Agent) -> Proposal:
-            ctx = AgentContext(self.models, calls, agent.label, layer, agent.sample_index, ok_refs, sample.history)
+            ctx = AgentContext(self.models, calls, agent.label, layer, agent.sample_index, ok_refs, sample.history, admission)
             try:
                 return await agent.impl.propose(sample.input, ctx)
             except MoaLabError as exc:
@@ -83,13 +105,15 @@ class Pipeline:
 
         return list(await asyncio.gather(*(one(a) for a in agents)))
 
-    async def _aggregate(self, sample: Sample, proposals: Sequence[Proposal], calls: list[CallRecord]) -> Answer:
+    async def _aggregate(
+        self, sample: Sample, proposals: Sequence[Proposal], calls: list[CallRecord], admission: Admission | None
+    ) -> Answer:
         agg = self.topology.aggregator
         if agg is None:
             only = proposals[0]
             return Answer(only.text, only.agent, 0)
         layer = len(self.topology.layers) + 1
-        ctx = AgentContext(self.models, calls, agg.label, layer, 0, tuple(proposals), sample.history)
+        ctx = AgentContext(self.models, calls, agg.label, layer, 0, tuple(proposals), sample.history, admission)
         return await agg.impl.aggregate(sample.input, proposals, ctx)
 
     async def stream(

@@ -97,6 +97,11 @@ def from_recorded(
     tokens = np.full((q, m), np.nan)
     texts: list[list[str | None]] = [[None] * m for _ in range(q)]
     prompts = [estimate_prompt_tokens((Message("user", s.input),)) for s in samples]
+    unpriced = [f"{endpoint}/{name}" for name in names if prices.find(f"{endpoint}/{name}") is None]
+    if unpriced:  # a router trades quality against $: a free-by-mistake proposer breaks every curve
+        raise ConfigError(f"no price for {', '.join(unpriced)} (a router weighs quality against cost, so every proposer "
+                          f"needs one): give a price file with --prices (`models: {{{unpriced[0].partition('/')[2]}: "
+                          f"{{input: 0.5, output: 1.5}}}}`, $ per million tokens; `0` for a free model)")
     for j, name in enumerate(names):
         price = prices.get(f"{endpoint}/{name}")
         for i, sample in enumerate(samples):

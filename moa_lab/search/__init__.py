@@ -3,14 +3,12 @@
 from moa_lab.search._config import SearchConfig, search_config, study_dir
 from moa_lab.search._export import ExportedTrial, export_best
 from moa_lab.search._front import pareto, trial_table, write_front_plot
-from moa_lab.search._ledger import LedgerBudget
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.search._study import load_study, open_study, run_study, study_budget
 from moa_lab.search._trial import TrialResult
 
 __all__ = [
     "ExportedTrial",
-    "LedgerBudget",
     "SearchConfig",
     "SearchSpace",
     "TrialResult",

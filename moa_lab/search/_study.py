@@ -46,9 +46,9 @@ def study_budget(exp: Experiment, storage: str | None = None) -> Budget | None:
     config = search_config(exp)
     if config.budget_usd is None:
         return None
-    from moa_lab.search._ledger import LedgerBudget
+    from moa_lab.models import LedgerBudget
 
-    return LedgerBudget(ledger_url(exp, storage), exp.spec.name, config.budget_usd)  # type: ignore[return-value]
+    return LedgerBudget(ledger_url(exp, storage), f"study:{exp.spec.name}", config.budget_usd)  # type: ignore[return-value]
 
 
 def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ the same way, so what is stored is what ran.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moa_lab.core import BudgetExceeded
 from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
-from moa_lab.models import ModelSet
+from moa_lab.models import Admission, ModelSet
+from moa_lab.pipeline import Pipeline, QueryPlan
 from moa_lab.search._config import SearchConfig, study_dir
 from moa_lab.search._space import suggest
 from moa_lab.topology import TopologySpec, for_task, validate
@@ -79,17 +82,36 @@ def runlog_name(number: int, task: str | None) -> str:
 
 
 async def evaluate_trial(exp: Experiment, number: int, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet,
-                         folder: Path, benchmark: list[Group], limit: int | None = None) -> list[EvalSummary]:
+                         folder: Path, benchmark: list[Group], limit: int | None = None,
+                         budget: Admission | None = None) -> list[EvalSummary]:
     """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
-    call with a larger limit resumes the same RunLogs, so the first stage is never paid twice."""
+    call with a larger limit resumes the same RunLogs, so the first stage is never paid twice.
+    `budget`: the stage's admission its queries are admitted from."""
     out = []
     for group in benchmark:
         name = runlog_name(number, group.task)
         samples = group.samples[:limit] if limit else group.samples
         out.append(await evaluate(evaluated_spec(spec, tasks, group.task), samples, models, group.scorer,
                                   runlog=folder / f"{name}.jsonl", label=name, experiment=exp.spec.name, task=group.task,
-                                  resume=True, concurrency=exp.spec.concurrency))
+                                  resume=True, concurrency=exp.spec.concurrency, budget=budget))
     return out
+
+
+async def admit_stage(number: int, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet, folder: Path,
+                      benchmark: list[Group], limit: int | None = None) -> Admission | None:
+    """Admit a trial's stage on its whole worst case: every query it has not run yet, every call
+    of each (raises BudgetExceeded before any is sent when that does not fit)."""
+    if models.budget is None:
+        return None
+    total = QueryPlan()
+    for group in benchmark:
+        runlog = folder / f"{runlog_name(number, group.task)}.jsonl"
+        done = {r.id for r in read_runlog(runlog).records} if runlog.exists() else set()
+        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models)
+        for sample in (group.samples[:limit] if limit else group.samples):
+            if sample.id not in done:
+                total = total + await pipeline.plan(sample)
+    return await models.budget.admit(total.usd, total.tokens)
 
 
 def trial_values(summaries: list[EvalSummary]) -> dict[str, float]:
@@ -132,18 +154,35 @@ async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, stu
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     trial.set_user_attr("tasks", list(tasks))
     folder = study_dir(exp)
-    refused_before = models.budget.refused if models.budget is not None else 0
 
     async def run(limit: int | None = None) -> dict[str, float]:
-        return trial_values(await evaluate_trial(exp, trial.number, spec, tasks, models, folder, benchmark, limit))
+        stage = await admit_stage(trial.number, spec, tasks, models, folder, benchmark, limit)
+        try:
+            return trial_values(await evaluate_trial(exp, trial.number, spec, tasks, models, folder, benchmark, limit, stage))
+        finally:
+            if stage is not None:
+                await asyncio.shield(stage.close())
 
-    full = True
+    full, stopping = True, False
+    refused_before = models.budget.refused if models.budget is not None else 0
+    try:
+        values = await run(config.subsample or None)
+    except BudgetExceeded as exc:  # not admitted: nothing was sent, the trial fails with $0 spent
+        trial.set_user_attr("refused", str(exc))
+        study.tell(trial, state=state.FAIL)
+        return False
     if config.subsample:
-        values = await run(config.subsample)
         trial.set_user_attr("stage1_quality", values["quality"])
         full = _promoted(study, config, values["quality"], trial.number)
+        if full:
+            refused_before = models.budget.refused if models.budget is not None else 0
+            try:
+                values = await run()
+            except BudgetExceeded as exc:  # the full stage does not fit: keep the first stage's result
+                trial.set_user_attr("refused", str(exc))
+                full, stopping = False, True
+                refused_before = models.budget.refused if models.budget is not None else 0
     if full:
-        values = await run()
         trial.set_user_attr("samples_hash", samples_hash(benchmark))
     trial.set_user_attr("fidelity", "full" if full else "subsample")
     for key, value in values.items():
@@ -161,7 +200,7 @@ async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, stu
         study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
     if on_trial is not None:
         on_trial(TrialResult(trial.number, spec, values, tasks))
-    return True
+    return not stopping
 
 
 def _promoted(study: Any, config: SearchConfig, quality: float, number: int) -> bool:

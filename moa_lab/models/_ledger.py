@@ -1,0 +1,221 @@
+"""A durable budget: every reservation is a database row, written before its calls are sent and
+settled after, so the cap holds across kills, resumes and worker processes (sqlite or PostgreSQL).
+
+Each process is a worker with a lease it renews every HEARTBEAT_S seconds. The reservations of a
+worker whose lease has lapsed (or, on this host, whose process is gone) count as spent at their
+worst case and are removed, so nobody waits on a dead worker and the cap still holds: whatever it
+sent before it died was within what it had reserved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from moa_lab.core import BudgetExceeded
+from moa_lab.models._budget import Admission, Reservation
+
+HEARTBEAT_S = 2.0
+LEASE_S = 10.0
+"""A worker that has not renewed its lease for this long is gone."""
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS moa_ledger (name VARCHAR(255) PRIMARY KEY, cap_usd FLOAT, cap_tokens BIGINT, "
+    "spent_usd FLOAT NOT NULL DEFAULT 0, spent_tokens BIGINT NOT NULL DEFAULT 0, "
+    "reserved_usd FLOAT NOT NULL DEFAULT 0, reserved_tokens BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS moa_ledger_reservation (id VARCHAR(64) PRIMARY KEY, name VARCHAR(255) NOT NULL, "
+    "worker VARCHAR(255) NOT NULL, usd FLOAT NOT NULL, tokens BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS moa_ledger_worker (worker VARCHAR(255) PRIMARY KEY, host VARCHAR(255) NOT NULL, "
+    "pid INTEGER NOT NULL, beat FLOAT NOT NULL)",
+)
+
+
+class LedgerBudget:
+    """A hard cap in US dollars and/or tokens kept in the database at a SQLAlchemy `url`, under `name`.
+
+    Reserving is one transaction (a conditional UPDATE of the ledger row, `spent + reserved + x <=
+    cap`, atomic in sqlite and PostgreSQL alike, and the reservation's row); settling is one more.
+    A query (or a search trial's stage) reserves its whole worst case once and its calls draw from
+    the `Admission` in memory, so a ledger costs two transactions per query, not per call.
+    """
+
+    durable = True
+
+    def __init__(self, url: str, name: str, usd: float | None = None, tokens: int | None = None) -> None:
+        import sqlalchemy as sa
+
+        self.max_usd = usd
+        self.max_tokens = tokens
+        self.refused = 0
+        self.name = name
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sa = sa
+        sqlite = url.startswith("sqlite")
+        self._engine = sa.create_engine(url, connect_args={"timeout": 60} if sqlite else {})
+        if sqlite:
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        with self._engine.begin() as db:
+            for statement in _SCHEMA:
+                db.execute(sa.text(statement))
+            found = db.execute(sa.text("SELECT 1 FROM moa_ledger WHERE name = :n"), {"n": name}).first()
+            if found is None:
+                db.execute(sa.text("INSERT INTO moa_ledger (name, cap_usd, cap_tokens) VALUES (:n, :u, :t)"),
+                           {"n": name, "u": usd, "t": tokens})
+            else:  # the cap is the one given now (a resumed run may raise or lower it)
+                db.execute(sa.text("UPDATE moa_ledger SET cap_usd = :u, cap_tokens = :t WHERE name = :n"),
+                           {"n": name, "u": usd, "t": tokens})
+            db.execute(sa.text("INSERT INTO moa_ledger_worker (worker, host, pid, beat) VALUES (:w, :h, :p, :b)"),
+                       {"w": self.worker, "h": socket.gethostname(), "p": os.getpid(), "b": time.time()})
+        self.reclaim()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="moa-ledger-lease", daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                with self._engine.begin() as db:
+                    db.execute(self._sa.text("UPDATE moa_ledger_worker SET beat = :b WHERE worker = :w"),
+                               {"b": time.time(), "w": self.worker})
+            except Exception:  # noqa: BLE001, S112 - a missed beat is retried; a long outage expires the lease
+                continue
+
+    def reclaim(self) -> float:
+        """Count the reservations of dead workers as spent at their worst case; returns the $ moved."""
+        sa = self._sa
+        host = socket.gethostname()
+        with self._engine.begin() as db:
+            workers = db.execute(sa.text("SELECT worker, host, pid, beat FROM moa_ledger_worker")).all()
+            now = time.time()
+            dead = [w.worker for w in workers if w.worker != self.worker and
+                    (w.beat < now - LEASE_S or (w.host == host and not _alive(w.pid)))]
+            moved = 0.0
+            for worker in dead:
+                # DELETE ... RETURNING: two workers reclaiming at once never count a row twice
+                rows = db.execute(sa.text("DELETE FROM moa_ledger_reservation WHERE worker = :w RETURNING name, usd, tokens"),
+                                  {"w": worker}).all()
+                for row in rows:
+                    db.execute(sa.text(
+                        "UPDATE moa_ledger SET reserved_usd = reserved_usd - :u, reserved_tokens = reserved_tokens - :t, "
+                        "spent_usd = spent_usd + :u, spent_tokens = spent_tokens + :t WHERE name = :n"),
+                        {"u": row.usd, "t": row.tokens, "n": row.name})
+                    moved += row.usd if row.name == self.name else 0.0
+                db.execute(sa.text("DELETE FROM moa_ledger_worker WHERE worker = :w"), {"w": worker})
+        return moved
+
+    def _row(self) -> Any:
+        with self._engine.begin() as db:
+            return db.execute(self._sa.text("SELECT * FROM moa_ledger WHERE name = :n"), {"n": self.name}).one()
+
+    @property
+    def spent_usd(self) -> float:
+        return float(self._row().spent_usd)
+
+    @property
+    def spent_tokens(self) -> int:
+        return int(self._row().spent_tokens)
+
+    @property
+    def reserved_usd(self) -> float:
+        return float(self._row().reserved_usd)
+
+    @property
+    def remaining_usd(self) -> float | None:
+        row = self._row()
+        return None if row.cap_usd is None else row.cap_usd - row.spent_usd - row.reserved_usd
+
+    def _try_reserve(self, usd: float, tokens: int) -> str | None:
+        sa = self._sa
+        with self._engine.begin() as db:
+            done = db.execute(sa.text(
+                "UPDATE moa_ledger SET reserved_usd = reserved_usd + :u, reserved_tokens = reserved_tokens + :t "
+                "WHERE name = :n AND (cap_usd IS NULL OR spent_usd + reserved_usd + :u <= cap_usd * (1 + 1e-12)) "
+                "AND (cap_tokens IS NULL OR spent_tokens + reserved_tokens + :t <= cap_tokens)"),
+                {"u": usd, "t": tokens, "n": self.name})
+            if not done.rowcount:
+                return None
+            rid = uuid.uuid4().hex
+            db.execute(sa.text("INSERT INTO moa_ledger_reservation (id, name, worker, usd, tokens) VALUES (:i, :n, :w, :u, :t)"),
+                       {"i": rid, "n": self.name, "w": self.worker, "u": usd, "t": tokens})
+            return rid
+
+    async def reserve(self, usd: float, tokens: int, key: str | None = None) -> Reservation:
+        """Hold a worst case; wait while others hold the rest (reclaiming dead workers' holds);
+        raise BudgetExceeded when it could not fit even with nothing held."""
+        checked = 0.0
+        while True:
+            rid = await asyncio.to_thread(self._try_reserve, usd, tokens)
+            if rid is not None:
+                return Reservation(usd, tokens, rid)
+            if time.monotonic() - checked > HEARTBEAT_S:
+                checked = time.monotonic()
+                await asyncio.to_thread(self.reclaim)
+            row = await asyncio.to_thread(self._row)
+            if (row.cap_usd is not None and row.spent_usd + usd > row.cap_usd * (1 + 1e-12)) or (
+                row.cap_tokens is not None and row.spent_tokens + tokens > row.cap_tokens
+            ):
+                self.refused += 1
+                raise BudgetExceeded(f"budget ${row.cap_usd:.4f}: spent ${row.spent_usd:.4f}, this may cost up to ${usd:.4f}"
+                                     if row.cap_usd is not None else
+                                     f"budget {row.cap_tokens} tokens: spent {row.spent_tokens}, this may use up to {tokens}")
+            await asyncio.sleep(0.05)
+
+    async def settle(self, reservation: Reservation, usd: float, tokens: int) -> None:
+        """Replace a reservation by what it cost. A reservation already counted as spent (its worker
+        was taken for dead) stays counted at its worst case."""
+
+        def write() -> None:
+            sa = self._sa
+            with self._engine.begin() as db:
+                gone = db.execute(sa.text("DELETE FROM moa_ledger_reservation WHERE id = :i"), {"i": reservation.id})
+                if gone.rowcount:
+                    db.execute(sa.text(
+                        "UPDATE moa_ledger SET reserved_usd = reserved_usd - :r, reserved_tokens = reserved_tokens - :rt, "
+                        "spent_usd = spent_usd + :u, spent_tokens = spent_tokens + :t WHERE name = :n"),
+                        {"r": reservation.usd, "rt": reservation.tokens, "u": usd, "t": tokens, "n": self.name})
+
+        await asyncio.to_thread(write)
+
+    async def admit(self, usd: float, tokens: int, plan: dict[str, list[Reservation]] | None = None) -> Admission:
+        """Reserve a query's (or a trial stage's) whole worst case; its calls draw from the Admission."""
+        return Admission(self, await self.reserve(usd, tokens), plan)
+
+    def close(self) -> None:
+        """End this worker's lease (its reservations, if any are left, then count as spent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._beat.join()
+        with self._engine.begin() as db:
+            held = db.execute(self._sa.text("SELECT COUNT(*) FROM moa_ledger_reservation WHERE worker = :w"),
+                              {"w": self.worker}).scalar()
+            if not held:
+                db.execute(self._sa.text("DELETE FROM moa_ledger_worker WHERE worker = :w"), {"w": self.worker})
+            else:
+                db.execute(self._sa.text("UPDATE moa_ledger_worker SET beat = 0 WHERE worker = :w"), {"w": self.worker})
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"LedgerBudget({self.name!r}, usd={self.max_usd}, tokens={self.max_tokens})"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

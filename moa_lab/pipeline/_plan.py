@@ -1,0 +1,73 @@
+"""A query's worst case, planned before it starts: every call of every layer, none sent.
+
+The topology's agents are run against a probe instead of their models: each call they would make
+is bounded the way `Model` bounds it (prompt_token_bound of what is sent plus max_tokens out, or a
+replay client's known answer length; $0 for a cached call) and answered with empty text. A later
+layer sees those empty answers, so its prompt is bounded by its template plus the previous layer's
+worst-case outputs. The query is admitted on the sum (see `models.Admission`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from moa_lab.agents import AgentContext
+from moa_lab.core import CallRecord, Cost, Proposal, Request, Sample, Usage
+from moa_lab.models import ModelSet, Reservation
+from moa_lab.topology import Topology
+
+
+@dataclass
+class QueryPlan:
+    """The worst case of one query: its total and each call's bound, keyed `"<layer>:<agent>"`."""
+
+    usd: float = 0.0
+    tokens: int = 0
+    calls: dict[str, list[Reservation]] = field(default_factory=lambda: defaultdict(list))
+    outputs: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    """The worst-case output tokens of each layer (what the next layer's prompt may grow by)."""
+
+    def add(self, key: str, layer: int, bound: Reservation, output: int) -> None:
+        self.calls[key].append(bound)
+        self.usd += bound.usd
+        self.tokens += bound.tokens
+        self.outputs[layer] += output
+
+    def __add__(self, other: QueryPlan) -> QueryPlan:
+        """The worst case of both (a trial stage is the sum of its queries)."""
+        return QueryPlan(self.usd + other.usd, self.tokens + other.tokens)
+
+
+async def plan_query(topology: Topology, models: ModelSet, sample: Sample, selected: Sequence[int]) -> QueryPlan:
+    """Bound every call `topology` makes for `sample` (layer 1 limited to the `selected` agents)."""
+    plan = QueryPlan()
+
+    def probe(ctx: AgentContext, ref: str, request: Request) -> CallRecord:
+        model = models.get(ref)
+        grown = plan.outputs[ctx.layer - 1] if ctx.references else 0
+        bound = model.worst_case(request, sample_index=ctx.sample_index, extra_input_tokens=grown)
+        plan.add(f"{ctx.layer}:{ctx.agent}", ctx.layer, bound, model.output_bound(request))
+        return CallRecord(ctx.agent, ref, request.messages, "", Usage(), Cost(), 0.0, False, layer=ctx.layer)
+
+    references: tuple[Proposal, ...] = ()
+    for i, layer in enumerate(topology.layers):
+        agents = tuple(layer[j] for j in selected) if i == 0 else layer
+        proposals = []
+        for agent in agents:
+            ctx = AgentContext(models, [], agent.label, i + 1, agent.sample_index, references, sample.history, probe=probe)
+            try:
+                await agent.impl.propose(sample.input, ctx)
+            except Exception:  # noqa: BLE001, S110 - an agent confused by an empty answer made its calls already
+                pass
+            proposals.append(Proposal(agent.label, ""))
+        references = tuple(proposals)
+    agg = topology.aggregator
+    if agg is not None:
+        ctx = AgentContext(models, [], agg.label, len(topology.layers) + 1, 0, references, sample.history, probe=probe)
+        try:
+            await agg.impl.aggregate(sample.input, references, ctx)
+        except Exception:  # noqa: BLE001, S110 - as above
+            pass
+    return plan
