@@ -75,7 +75,12 @@ def create_app(service: Service, *, api_key: str | None = None, system: SystemPo
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             events = stream_events(record, model=body.model, created=created, include_usage=include_usage)
-            return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
+
+            async def send() -> AsyncIterator[str]:  # async: a plain iterator would go through a thread pool
+                for event in events:
+                    yield event
+
+            return StreamingResponse(send(), media_type="text/event-stream", headers=headers)
         return JSONResponse(completion_body(record, model=body.model, created=created), headers=headers)
 
     return app
