@@ -171,3 +171,15 @@ def test_messages_become_a_sample() -> None:
         ChatRequest.parse(b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}')
     with pytest.raises(RequestError, match="messages"):
         ChatRequest.parse(b'{"model": "m"}')
+
+
+def test_a_query_the_budget_refused_whole_maps_to_429() -> None:
+    from moa_lab.serving._chat import failure
+    from moa_lab.tracking import QueryRecord
+
+    # per-query admission refuses before any call: the record's error starts with BudgetExceeded
+    refused = failure(QueryRecord(sample=Sample("q", id="r1"), error="BudgetExceeded: budget $0.0100: spent $0.0100"))
+    assert (refused.status, refused.type, refused.code) == (429, "insufficient_quota", "budget_exceeded")
+    assert "spent $0.0100" in refused.message and "no model was called" in refused.message
+    other = failure(QueryRecord(sample=Sample("q", id="r2"), error="AggregationError: every proposal failed (a: HTTP 500)"))
+    assert (other.status, other.code) == (502, "topology_failed")
