@@ -183,3 +183,28 @@ def test_a_query_the_budget_refused_whole_maps_to_429() -> None:
     assert "spent $0.0100" in refused.message and "no model was called" in refused.message
     other = failure(QueryRecord(sample=Sample("q", id="r2"), error="AggregationError: every proposal failed (a: HTTP 500)"))
     assert (other.status, other.code) == (502, "topology_failed")
+
+
+def test_load_service_names_experiments_and_topologies(tmp_path: Path, backend: OpenAITestServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from moa_lab.core import ConfigError
+    from moa_lab.serving import load_service
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOA_LAB_CACHE_DIR", str(tmp_path / "cache"))
+    experiment = {"name": "pair", "endpoints": {"srv": {"kind": "openai", "base_url": backend.base_url}},
+                  "topologies": {"mix": {"preset": "moa", "proposers": ["srv/a", "srv/b"], "layers": 2, "aggregator": "srv/agg"},
+                                 "one": {"preset": "single", "model": "srv/a"}}}
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(experiment))
+    service = load_service([str(tmp_path / "pair.yaml"), "self-moa"], output=tmp_path / "runs")
+    try:
+        assert list(service.topologies) == ["pair/mix", "pair/one", "self-moa"]
+        assert service.topologies["pair/mix"].runlog.name == "served__mix.jsonl"
+        assert service.topologies["self-moa"].runlog.parent.parent == tmp_path / "runs" / "self-moa"
+    finally:
+        asyncio.run(service.aclose())
+    assert all((f / "FINISHED").exists() for f in service.folders)
+    with pytest.raises(ConfigError, match="two topologies are named 'self-moa'"):
+        load_service(["self-moa", "self-moa"], output=tmp_path / "runs")

@@ -119,6 +119,9 @@ def load_service(
             experiments.append((Experiment.load(source, output=out), False))
         else:
             bare.append(load_topology(source, where=source))
+    twice = sorted({t.name for t in bare if [b.name for b in bare].count(t.name) > 1})
+    if twice:
+        raise ConfigError(f"two topologies are named {twice[0]!r}: serve each under its own name (`name:` in a topology file)")
     if bare:  # bare topologies share one ModelSet and one run folder, named after them
         name = bare[0].name if len(bare) == 1 else "serve"
         spec = ExperimentSpec(name=name, topologies={t.name: t.model_dump(mode="json") for t in bare}, output=out)
