@@ -208,3 +208,17 @@ def test_load_service_names_experiments_and_topologies(tmp_path: Path, backend: 
     assert all((f / "FINISHED").exists() for f in service.folders)
     with pytest.raises(ConfigError, match="two topologies are named 'self-moa'"):
         load_service(["self-moa", "self-moa"], output=tmp_path / "runs")
+
+
+def test_a_failed_query_is_a_502_the_client_does_not_retry(tmp_path: Path) -> None:
+    from moa_lab.testing import Fault
+
+    with OpenAITestServer(faults=lambda body, attempt: Fault("status", status=500)) as backend, \
+            served(tmp_path, backend) as (server, topology):
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused")  # default retries
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="mix", messages=[{"role": "user", "content": "Fails"}])
+    assert caught.value.status_code == 502 and caught.value.code == "topology_failed"
+    assert "HTTP 500" in caught.value.message
+    assert len(read_runlog(topology.runlog).records) == 1  # retried by the models (2 attempts each), not the client
+    assert len(backend.calls) == 2 * 2

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 NO_RETRY = {"x-should-retry": "false"}
-"""Tells OpenAI clients not to retry an answer that will not change (a spent budget, a bad key)."""
+"""Tells OpenAI clients not to retry an answer that will not change (a spent budget, a bad key), or
+a failed query whose calls the topology's models have already retried."""
 
 
 def create_app(service: Service, *, api_key: str | None = None, system: SystemPolicy = "ignore") -> "FastAPI":
@@ -51,7 +52,7 @@ def create_app(service: Service, *, api_key: str | None = None, system: SystemPo
     @app.exception_handler(RequestError)
     async def answer_error(_: Request, exc: RequestError) -> JSONResponse:
         headers = {"www-authenticate": "Bearer"} if exc.status == 401 else {}
-        if exc.status in (401, 429):
+        if exc.status in (401, 429, 502):
             headers |= NO_RETRY
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
