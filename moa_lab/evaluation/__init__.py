@@ -2,11 +2,12 @@
 
 from moa_lab.evaluation._evaluate import evaluate, score_record
 from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, TrackingSpec, project_root
-from moa_lab.evaluation._runs import ExperimentRun, run_experiment, run_folder
+from moa_lab.evaluation._runs import FINISHED, ExperimentRun, git_commit, run_experiment, run_folder
 from moa_lab.evaluation._sources import Group, build_scorer, groups
 from moa_lab.evaluation._summary import EvalSummary, summarize
 
 __all__ = [
+    "FINISHED",
     "BenchmarkSpec",
     "BudgetSpec",
     "EvalSummary",
@@ -17,6 +18,7 @@ __all__ = [
     "TrackingSpec",
     "build_scorer",
     "evaluate",
+    "git_commit",
     "groups",
     "project_root",
     "run_experiment",
