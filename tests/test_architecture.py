@@ -20,18 +20,20 @@ def test_import_linter_contracts_hold() -> None:
 
 
 def test_import_is_fast_and_light() -> None:
-    # CPU time, not wall time: other processes on a busy machine stretch the wall clock, not the
-    # work the import does
+    """No heavy module loads, and moa-lab's own import costs under 2.5 times the CPU of the
+    libraries it cannot do without. CPU time beside a baseline measured in the same run: a busy
+    machine stretches both alike (the absolute time is measured by benchmarks/import_time.py)."""
     code = (
-        "import sys, time, json; t = time.process_time(); import moa_lab; dt = time.process_time() - t; "
-        f"print(json.dumps({{'s': dt, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))"
+        "import sys, time, json; t = time.process_time(); import pydantic, yaml, asyncio, sqlite3; "
+        "deps = time.process_time() - t; t = time.process_time(); import moa_lab; ours = time.process_time() - t; "
+        f"print(json.dumps({{'deps': deps, 'ours': ours, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))"
     )
-    best = None
-    for _ in range(3):  # the best of three: a cold disk cache is not the library's cost
+    ratios = []
+    for _ in range(5):  # the best of five: a cold disk cache is not the library's cost
         out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
         assert out["heavy"] == []
-        best = out["s"] if best is None else min(best, out["s"])
-    assert best is not None and best < 0.3, f"import moa_lab took {best:.3f} s of CPU"
+        ratios.append(out["ours"] / out["deps"])
+    assert min(ratios) < 2.5, f"import moa_lab costs {min(ratios):.2f}x the CPU of importing its dependencies"
 
 
 def test_public_surface_is_short() -> None:

@@ -324,7 +324,7 @@ def test_bad_inputs_say_what_is_wrong(recorded: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'numeric'"):
         from_recorded(recorded, scorer="numerc")
     with pytest.raises(ConfigError, match="unknown embedder 'hsh'; did you mean 'hash'"):
-        train(recorded, tmp_path / "o", embedder="hsh")
+        train(recorded, tmp_path / "o", embedder="hsh", prices=str(recorded / "prices.yaml"))
     with pytest.raises(ConfigError, match="aggregator must be one of.*did you mean .vote."):
         TrainConfig(aggregator="vot")
 
