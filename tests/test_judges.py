@@ -42,7 +42,11 @@ def test_pairwise_summary_reports_win_rates() -> None:
     records = [QueryRecord(sample=sample, answer=Answer("x" * 100, "agg"), score=s) for s in (1.0, 0.0, 1.0, 1.0)]
     summary = scorer.summary(records)
     assert summary["win_rate"] == pytest.approx(75.0)
-    assert 0 < summary["lc_win_rate"] < 100
+    # equal lengths: the length term is 0, so the LC equals the raw win rate (no difficulty metadata)
+    assert summary["lc_win_rate_approx"] == pytest.approx(75.0, abs=1e-6)
+    with_difficulty = [QueryRecord(sample=Sample("q", metadata={"reference": "y" * 100, "instruction_difficulty": d}),
+                                   answer=Answer("x" * 100, "agg"), score=s) for s, d in ((1.0, 0.0), (0.0, 1.0), (1.0, -1.0), (1.0, 0.5))]
+    assert 0 < scorer.summary(with_difficulty)["lc_win_rate_approx"] < 100
 
 
 def test_rubric_judge_parses_json_and_rejects_partial(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from moa_lab.cli import _search  # noqa: F401 - registers `search` and `pareto` on the app
 from moa_lab.cli import _serve  # noqa: F401 - registers `serve` on the app
+from moa_lab.cli import _winrate  # noqa: F401 - registers `analyze winrate` on the app
 from moa_lab.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -62,17 +62,24 @@ class PairwiseJudge:
         return Score(pref - 1.0, f"preferences {prefs}")
 
     def summary(self, records: Sequence[QueryRecord]) -> dict[str, float]:
-        """Win rate and length-controlled win rate over the answers the judge could score."""
+        """Win rate, its standard error and ``lc_win_rate_approx`` over the answers the judge could score.
+
+        The LC value is the same GLM as ``moa-lab analyze winrate`` (synthesised gamed baselines, see
+        ``scoring/_glm.py``), with each sample's ``instruction_difficulty`` metadata when every scored
+        sample has one and without the difficulty term otherwise; it is an approximation of AlpacaEval
+        2.0's LC either way (and this judge is not the leaderboard's), hence the ``_approx`` name."""
         scored = [(r.answer.text, r.score, r.sample) for r in records if r.answer is not None and r.score is not None]
         if not scored:
             return {}
         prefs = [1.0 + score for _, score, _ in scored]
         model_len = [len(text) for text, _, _ in scored]
         ref_len = [len(str(sample.metadata.get(self.reference_field, ""))) for _, _, sample in scored]
+        known = [sample.metadata.get("instruction_difficulty") for _, _, sample in scored]
+        difficulty = [float(d) for d in known] if all(isinstance(d, (int, float)) for d in known) else None
         return {
             "win_rate": win_rate(prefs),
             "win_rate_stderr": standard_error(prefs),
-            "lc_win_rate": length_controlled_win_rate(prefs, model_len, ref_len),
+            "lc_win_rate_approx": length_controlled_win_rate(prefs, model_len, ref_len, instruction_difficulty=difficulty),
         }
 
 

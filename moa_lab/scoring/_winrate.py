@@ -15,29 +15,30 @@ Measured on the recorded Alpaca 7B annotations (``../shared/data/alpaca_eval/ann
 * :func:`win_rate` = 2.591450540223603 [2.591450540223603], :func:`standard_error` = 0.48709
   [0.4870855382635108 in alpaca-eval 0.6.6's leaderboard file], :func:`discrete_win_rate` =
   2.298136645962733 [2.298136645962733]: identical.
-* :func:`length_controlled_win_rate` (default: length coefficient fixed at
-  :data:`GAMED_BASELINE_LENGTH_COEF`, no instruction difficulty) = 7.391 [5.875487163278986]:
-  1.52 points high. With the length coefficient fitted freely (``length_coef=None``; alpaca-eval's
-  ``length_controlled_minimal`` formula) = 19.83: the fit extrapolates from a model whose answers are
-  5x shorter than the reference's (396 vs 2049 characters) and badly overshoots. See
-  :func:`length_controlled_fit` for why, and for how to get the official value.
+* :func:`length_controlled_win_rate` re-implements the leaderboard's ``length_controlled_v1`` GLM
+  offline (:mod:`moa_lab.scoring._glm`); with instruction difficulties estimated from other systems
+  (:mod:`moa_lab.scoring._difficulty`) it is an approximation measured against the leaderboard in
+  ``docs/winrate.md`` (`moa-lab analyze winrate`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-#: Length coefficient the official AlpacaEval 2.0 GLM fitted for its two *gamed* baselines (the
-#: reference ``gpt4_1106_preview`` prompted to be verbose: -1.5835, and to be concise: -1.6425; file
-#: ``src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1/
-#: baseline_gpt4_1106_preview.csv`` of tatsu-lab/alpaca_eval). Those baselines have the reference's
-#: content at another length, so their coefficient is the method's estimate of the pure effect of
-#: length on this judge; the official fit shares it with every model through a regularising term.
-#: The mean of the two is used here as a fixed prior when no gamed-baseline annotations are at hand.
-GAMED_BASELINE_LENGTH_COEF: float = -1.6130
+from moa_lab.scoring._glm import LengthControlledFit, length_controlled_fit
+
+__all__ = [
+    "LengthControlledFit",
+    "OfficialMetricUnavailable",
+    "discrete_win_rate",
+    "length_controlled_fit",
+    "length_controlled_win_rate",
+    "official_length_controlled_win_rate",
+    "standard_error",
+    "win_rate",
+]
 
 #: The Hub dataset file the official length-controlled win rate downloads (difficulties, gamed baselines).
 OFFICIAL_HUB_REPO = "tatsu-lab/alpaca_eval"
@@ -111,177 +112,23 @@ def discrete_win_rate(preferences: Sequence[float | None]) -> float:
     return score / len(valid) * 100.0
 
 
-@dataclass(frozen=True)
-class LengthControlledFit:
-    """A fitted length-controlled GLM (see :func:`length_controlled_fit`).
-
-    ``win_rate`` is the length-controlled win rate in percent. ``model_coef`` (theta) is the model's
-    term, ``length_coef`` (beta) the coefficient of ``tanh(std-normalised (reference - model) length
-    difference)`` (negative: the judge punishes the shorter answer), ``difficulty_coef`` (phi) the
-    coefficient of the instruction difficulty (None when no difficulty was given). ``length_fixed``
-    says whether beta was fixed rather than fitted. ``n_fit`` is the number of annotations fitted.
-    """
-
-    win_rate: float
-    model_coef: float
-    length_coef: float
-    difficulty_coef: float | None
-    length_fixed: bool
-    n_fit: int
-
-
-def length_controlled_fit(
-    preferences: Sequence[float | None],
-    model_lengths: Sequence[float],
-    reference_lengths: Sequence[float],
-    *,
-    instruction_difficulty: Sequence[float] | None = None,
-    length_coef: float | None = GAMED_BASELINE_LENGTH_COEF,
-) -> LengthControlledFit:
-    """Fit AlpacaEval 2.0's length-controlled GLM to one model's annotations.
-
-    **The official method** (``alpaca_eval.metrics.glm_winrate``, GLM ``length_controlled_v1``; Dubois et
-    al. 2024, "Length-Controlled AlpacaEval"). For the model m against the reference b on instruction
-    i, with ``y_i = preference_i - 1`` in [0, 1] used as a soft label (a fractional logistic
-    regression), it fits::
-
-        logit P(m beats b on i) = theta_m + beta_m * tanh(delta_i / sd(delta)) + phi_m * d_i
-
-    where ``delta_i = len(reference output) - len(model output)`` in characters, ``sd`` is the sample
-    standard deviation of delta over the model's annotations, and ``d_i`` is a per-instruction
-    difficulty that alpaca-eval fitted once across many leaderboard models and downloads
-    (``instruction_difficulty`` column of ``df_gamed.csv`` on the Hub). The fit is regularised towards
-    the two *gamed* baselines (the reference made verbose / concise; their annotations are in
-    ``df_gamed.csv`` with weight 0.2/2 each; they share beta and phi with the model but have no theta),
-    and uses sklearn's ``LogisticRegressionCV`` with an L1 penalty (liblinear, no intercept, C chosen
-    by 5-fold cross-validation grouped by annotation). The length-controlled win rate is the model's
-    predicted win rate with the length term set to 0 (equal lengths)::
-
-        LC = 100 * mean_i logistic(theta_m + phi_m * d_i)
-
-    **What this function does.** The same model and the same prediction, fitted by plain maximum
-    likelihood (Newton's method on the fractional-logit log-likelihood; no L1 penalty, no
-    cross-validation). Annotations whose preference is None/NaN are left out of the fit but kept in
-    the average, as in alpaca-eval. Two documented simplifications, because neither the instruction
-    difficulties nor the gamed-baseline annotations ship with one model's annotations and both are
-    only on the Hub:
-
-    1. ``instruction_difficulty=None`` drops the ``phi * d_i`` term (so LC = logistic(theta)). Pass
-       alpaca-eval's 805 difficulties (instruction order) to restore it.
-    2. ``length_coef`` fixes beta instead of fitting it (default :data:`GAMED_BASELINE_LENGTH_COEF`,
-       the official fit's coefficient for the gamed baselines: the limit of the official regulariser
-       at full strength). ``length_coef=None`` fits beta freely, which with no difficulty term is
-       alpaca-eval's ``length_controlled_minimal`` GLM and with one is ``length_controlled_noreg``.
-
-    With one model's annotations beta and theta are nearly confounded when the model's lengths are
-    far from the reference's (every delta has the same sign), so fitting beta freely can extrapolate
-    wildly; hence the fixed default. On the recorded Alpaca 7B annotations (leaderboard LC
-    5.875487163278986, raw win rate 2.5915):
-
-    ========================================  =========  =================
-    variant                                   LC (%)     minus leaderboard
-    ========================================  =========  =================
-    default (beta fixed at -1.613, no d)      7.39       +1.52
-    beta fixed at -2.2068 (official Alpaca    9.93       +4.06
-    7B beta; the missing d term matters)
-    ``length_coef=None`` (free beta, no d)    19.83      +13.96
-    ========================================  =========  =================
-
-    So, with no difficulty term, expect a couple of points of error for models whose answers are
-    much shorter or longer than the reference's, less when lengths are similar (the length term
-    then barely moves the prediction). For the official number use
-    :func:`official_length_controlled_win_rate` (needs the Hub data once).
-
-    Args:
-        preferences: per-instruction preferences in [1, 2] (None/NaN: no verdict; 0: legacy draw).
-        model_lengths: length of each model output (characters, ``len(output)``, as alpaca-eval).
-        reference_lengths: length of each reference output, same order.
-        instruction_difficulty: optional per-instruction difficulty d_i, same order.
-        length_coef: fixed beta, or None to fit it.
-
-    Raises:
-        ValueError: on mismatched lengths, no valid preference, or a preference outside [1, 2].
-    """
-    import numpy as np
-    from scipy.special import expit
-
-    n = len(preferences)
-    if len(model_lengths) != n or len(reference_lengths) != n:
-        raise ValueError(
-            f"preferences, model_lengths and reference_lengths need one value per instruction: "
-            f"{n}, {len(model_lengths)}, {len(reference_lengths)}"
-        )
-    if instruction_difficulty is not None and len(instruction_difficulty) != n:
-        raise ValueError(f"instruction_difficulty has {len(instruction_difficulty)} values for {n} preferences")
-
-    raw = np.array([math.nan if p is None else float(p) for p in preferences], dtype=float)
-    raw[raw == 0.0] = 1.5  # legacy draw
-    keep = ~np.isnan(raw)
-    if not keep.any():
-        raise ValueError("no valid preference to fit")
-    bad = keep & ((raw < 1.0) | (raw > 2.0))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"preference #{i} is {raw[i]!r}; AlpacaEval preferences are in [1, 2]")
-    y = raw - 1.0
-
-    delta = np.asarray(reference_lengths, dtype=float) - np.asarray(model_lengths, dtype=float)
-    sd = float(np.std(delta, ddof=1)) if n > 1 else 0.0
-    length_term = np.tanh(delta / sd) if sd > 0 else np.zeros(n)
-
-    columns = [np.ones(n)]
-    if instruction_difficulty is not None:
-        columns.append(np.asarray(instruction_difficulty, dtype=float))
-    fit_length = length_coef is None and sd > 0
-    if fit_length:
-        columns.append(length_term)
-    design = np.column_stack(columns)
-    offset = np.zeros(n) if fit_length or length_coef is None else float(length_coef) * length_term
-
-    coef = _fit_fractional_logit(design[keep], y[keep], offset[keep])
-
-    theta = float(coef[0])
-    phi = float(coef[1]) if instruction_difficulty is not None else None
-    if fit_length:
-        beta = float(coef[-1])
-    else:
-        beta = 0.0 if length_coef is None else float(length_coef)
-
-    no_length = theta + (phi * np.asarray(instruction_difficulty, dtype=float) if phi is not None else 0.0)
-    predicted = expit(np.broadcast_to(no_length, (n,)))
-    return LengthControlledFit(
-        win_rate=float(np.mean(predicted)) * 100.0,
-        model_coef=theta,
-        length_coef=beta,
-        difficulty_coef=phi,
-        length_fixed=not fit_length,
-        n_fit=int(keep.sum()),
-    )
-
-
 def length_controlled_win_rate(
     preferences: Sequence[float | None],
     model_lengths: Sequence[float],
     reference_lengths: Sequence[float],
     *,
     instruction_difficulty: Sequence[float] | None = None,
-    length_coef: float | None = GAMED_BASELINE_LENGTH_COEF,
 ) -> float:
-    """AlpacaEval 2.0's length-controlled win rate in percent: the win rate the length-controlled GLM
-    predicts if the model's answers were as long as the reference's.
-
-    Our own implementation; see :func:`length_controlled_fit` for the model, the two documented
-    simplifications (no instruction difficulty unless given; length coefficient fixed at
-    :data:`GAMED_BASELINE_LENGTH_COEF` unless ``length_coef=None``) and the measured gap to the
-    leaderboard (Alpaca 7B: 7.39 here vs 5.875 official, +1.52 points). For the official value use
+    """AlpacaEval 2.0's length-controlled win rate in percent, **approximated** offline: the win rate
+    the ``length_controlled_v1`` GLM predicts at equal lengths, fitted with synthesised gamed
+    baselines (see :mod:`moa_lab.scoring._glm`). Pass the 805 instruction difficulties (row order;
+    :mod:`moa_lab.scoring._difficulty` estimates them) to get within about half a point of the
+    leaderboard for most systems (:mod:`moa_lab.scoring._standings`); without them the difficulty term
+    is dropped and the error is larger. For alpaca-eval's own value use
     :func:`official_length_controlled_win_rate`.
     """
     return length_controlled_fit(
-        preferences,
-        model_lengths,
-        reference_lengths,
-        instruction_difficulty=instruction_difficulty,
-        length_coef=length_coef,
+        preferences, model_lengths, reference_lengths, instruction_difficulty=instruction_difficulty
     ).win_rate
 
 
@@ -339,38 +186,3 @@ def official_length_controlled_win_rate(
             raise OfficialMetricUnavailable(f"alpaca-eval could not fetch its Hub data: {exc}") from exc
         raise
     return float(metrics["length_controlled_winrate"])
-
-
-def _fit_fractional_logit(design: Any, y: Any, offset: Any, *, max_iter: int = 200, tol: float = 1e-10) -> Any:
-    """Maximum-likelihood coefficients of ``logit E[y] = design @ w + offset`` for soft labels y in [0, 1].
-
-    Newton's method with step halving on the Bernoulli log-likelihood with fractional targets (the
-    loss alpaca-eval optimises by duplicating each row with weights y and 1 - y). A tiny ridge
-    (1e-9) keeps the Hessian invertible; it does not move the estimate measurably.
-    """
-    import numpy as np
-    from scipy.special import expit
-
-    def loglik(w: Any) -> float:
-        z = design @ w + offset
-        return float(np.sum(-y * np.logaddexp(0.0, -z) - (1.0 - y) * np.logaddexp(0.0, z)))
-
-    w = np.zeros(design.shape[1])
-    current = loglik(w)
-    ridge = 1e-9 * np.eye(design.shape[1])
-    for _ in range(max_iter):
-        mu = expit(design @ w + offset)
-        grad = design.T @ (y - mu)
-        hess = design.T @ (design * (mu * (1.0 - mu))[:, None]) + ridge
-        step = np.linalg.solve(hess, grad)
-        scale = 1.0
-        while True:
-            candidate = w + scale * step
-            value = loglik(candidate)
-            if value >= current - 1e-12 or scale < 1e-8:
-                break
-            scale /= 2.0
-        w, previous, current = candidate, current, value
-        if np.max(np.abs(scale * step)) < tol or abs(current - previous) < tol * (1.0 + abs(current)):
-            break
-    return w
