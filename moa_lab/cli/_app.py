@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query

@@ -3,7 +3,7 @@
 from moa_lab.models._budget import Admission, Budget, Reservation
 from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
-from moa_lab.models._ledger import LedgerBudget
+from moa_lab.models._ledger import LedgerBudget, process_alive
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._modelset import ModelSet, default_cache_dir
@@ -32,4 +32,5 @@ __all__ = [
     "estimate_prompt_tokens",
     "estimate_tokens",
     "estimate_usage",
+    "process_alive",
 ]

@@ -4,7 +4,7 @@ its calls draw from that admission, and what they do not use is released."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from moa_lab.core import BudgetExceeded
 

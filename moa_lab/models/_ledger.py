@@ -93,7 +93,7 @@ class LedgerBudget:
             workers = db.execute(sa.text("SELECT worker, host, pid, beat FROM moa_ledger_worker")).all()
             now = time.time()
             dead = [w.worker for w in workers if w.worker != self.worker and
-                    (w.beat < now - LEASE_S or (w.host == host and not _alive(w.pid)))]
+                    (w.beat < now - LEASE_S or (w.host == host and not process_alive(w.pid)))]
             moved = 0.0
             for worker in dead:
                 # DELETE ... RETURNING: two workers reclaiming at once never count a row twice
@@ -204,7 +204,8 @@ class LedgerBudget:
         return f"LedgerBudget({self.name!r}, usd={self.max_usd}, tokens={self.max_tokens})"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a worker that is gone holds nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

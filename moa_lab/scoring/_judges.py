@@ -8,7 +8,6 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from moa_lab.core import ConfigError, Message, Sample, Sampling, Score
 from moa_lab.scoring._scorer import ScoringContext, scorer

@@ -4,13 +4,12 @@ the call cache (a call paid for once serves every topology that makes it) and on
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from typing import Any
 
 from moa_lab.core import ConfigError
 from moa_lab.evaluation import Experiment, groups
-from moa_lab.models import Budget, ModelSet
+from moa_lab.models import Budget, ModelSet, process_alive
 from moa_lab.search._config import SearchConfig, search_config, study_dir
 from moa_lab.search._front import pareto, write_front_plot
 from moa_lab.search._space import SearchSpace
@@ -95,8 +94,6 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
     one study. The study stops cleanly when its budget cannot pay for a trial's calls: that trial
     is marked failed, the finished ones stay. `on_trial` gets each finished trial's `TrialResult`.
     """
-    import optuna
-
     config = search_config(exp)
     if config.budget_usd is not None and models.budget is None:
         raise ConfigError(f"{exp.source}: the study has a budget_usd; build its models with "
@@ -181,20 +178,10 @@ def fail_orphaned_trials(study: Any) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        if worker_host == host and pid.isdigit() and not process_alive(int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
             failed.append(trial.number)
     return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load_study(exp: Experiment, storage: str | None = None) -> Any:

@@ -2,7 +2,8 @@
 OpenAI-compatible HTTP server with controllable latency and injected failures."""
 
 from moa_lab.embedding import HashEmbedder  # the dependency-free embedder tests route with
-from moa_lab.testing._http_server import Fault, OpenAITestServer, ServedCall
+from moa_lab.testing._faults import Fault, ServedCall
+from moa_lab.testing._http_server import OpenAITestServer
 from moa_lab.testing._scripted import ScriptedClient
 
 __all__ = ["Fault", "HashEmbedder", "OpenAITestServer", "ScriptedClient", "ServedCall"]

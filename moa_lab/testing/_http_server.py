@@ -13,59 +13,21 @@ that many words and `finish_reason` is `"length"`.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import itertools
 import json
-import math
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, cast
+from typing import Any, cast
+
+from moa_lab.testing._faults import Fault, ServedCall, retry_after_header
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 MODEL_ID = "moa-lab-test"
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A failure to inject into one answer.
-
-    `status`: answer HTTP `status` with a JSON error body (and `Retry-After: retry_after` when set).
-    `timeout`: sleep `delay` seconds, then answer normally (the client should have given up).
-    `malformed`: answer 200 `application/json` whose body is the invalid JSON `{"choices": [`.
-    `trickle`: answer normally, but write the body one byte every `interval` seconds (headers at
-    once), so only a deadline on the whole attempt stops the client waiting.
-    `retry_after_date`: with `status`, send Retry-After as an HTTP date (`retry_after` seconds ahead).
-    """
-
-    kind: Literal["status", "timeout", "malformed", "trickle"]
-    status: int = 500
-    retry_after: float | None = None
-    delay: float = 30.0
-    interval: float = 1.0
-    retry_after_date: bool = False
-
-
-@dataclass
-class ServedCall:
-    """One completion request the server received; times are `time.perf_counter()` seconds.
-
-    `finished` is when the answer was written (taken just before its last byte, so a client that
-    holds the answer sees the call finished), `nan` while it is still being handled (or if
-    `stop()` or a hang-up cut it short).
-    """
-
-    path: str
-    model: str
-    body: dict[str, Any]
-    fault: Fault | None
-    started: float
-    finished: float = math.nan
 
 
 class OpenAITestServer:
@@ -162,7 +124,7 @@ class OpenAITestServer:
                 handler.close_connection = True
                 return
             if fault is not None and fault.kind == "status":
-                headers = {} if fault.retry_after is None else {"Retry-After": _retry_after(fault)}
+                headers = {} if fault.retry_after is None else {"Retry-After": retry_after_header(fault)}
                 handler.send(fault.status, _error(f"injected fault: HTTP {fault.status}", fault.status), headers, before_last=done)
             elif fault is not None and fault.kind == "malformed":
                 handler.send(200, b'{"choices": [', before_last=done)
@@ -284,12 +246,6 @@ class _Handler(BaseHTTPRequestHandler):
         if before_last is not None:
             before_last()
         self.wfile.write(data[-1:])
-
-
-def _retry_after(fault: Fault) -> str:
-    if fault.retry_after_date:
-        return email.utils.formatdate(time.time() + (fault.retry_after or 0.0), usegmt=True)
-    return f"{fault.retry_after:g}"
 
 
 def _error(message: str, status: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moa_lab.core._redact import redact, redact_uri
+from moa_lab.core._redact import redact, redact_uri  # noqa: F401 - redact_uri: re-exported for existing importers
 from moa_lab.tracking._mlflow_scope import TraceScope
 from moa_lab.tracking._records import QueryRecord
 
