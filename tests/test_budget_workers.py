@@ -65,9 +65,11 @@ def _worker(exp: Path, *extra: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _finish(worker: subprocess.Popen[str], timeout: float = 180) -> None:
+def _finish(worker: subprocess.Popen[str], timeout: float = 180, *, failed_trials: bool | None = False) -> None:
+    """Wait for a worker; it exits 3 when the study holds failed trials (None: either may be right)."""
     out, err = worker.communicate(timeout=timeout)
-    assert worker.returncode == 0, err[-2000:]
+    expected = {0, 3} if failed_trials is None else {3 if failed_trials else 0}
+    assert worker.returncode in expected, err[-2000:]
 
 
 def _spend(exp: Path, number: int) -> float:
@@ -78,19 +80,19 @@ def test_three_workers_on_one_ledger_leave_no_failed_trial_with_spend(database: 
     import optuna
 
     with OpenAITestServer(latency=0.05, responder=lambda body: "yes") as srv:
-        exp = _experiment(tmp_path, srv.base_url, budget=0.05, trials=40)  # the cap stops the study early
+        exp = _experiment(tmp_path, srv.base_url, budget=0.03, trials=40)  # the cap stops the study early
         _finish(_worker(exp, "--storage", URL, "--trials", "0"))
         workers = [_worker(exp, "--storage", URL, "--resume") for _ in range(3)]
         for w in workers:
-            _finish(w)
+            _finish(w, failed_trials=None)
     trials = optuna.load_study(study_name="ledger", storage=URL).get_trials()
     failed = [t for t in trials if t.state.name == "FAIL"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert complete and failed and len(complete) < 40
+    assert complete and failed and len(complete) < 40  # the cap stopped the study early
     assert all(_spend(exp, t.number) == 0 for t in failed), [(t.number, _spend(exp, t.number)) for t in failed]
-    ledger = LedgerBudget(URL, "study:ledger", 0.05)
+    ledger = LedgerBudget(URL, "study:ledger", 0.03)
     try:
-        assert ledger.reserved_usd == pytest.approx(0, abs=1e-12) and ledger.spent_usd <= 0.05
+        assert ledger.reserved_usd == pytest.approx(0, abs=1e-12) and ledger.spent_usd <= 0.03
         assert ledger.spent_usd == pytest.approx(sum(_spend(exp, t.number) for t in trials))
     finally:
         ledger.close()
@@ -110,7 +112,7 @@ def test_a_killed_journal_worker_is_resumed_in_bounded_time(tmp_path: Path) -> N
         worker.wait(30)
         assert _held(ledger_path) > 0
         started = time.monotonic()
-        _finish(_worker(exp, "--resume"), timeout=120)
+        _finish(_worker(exp, "--resume"), timeout=120, failed_trials=True)  # the killed worker's trial is failed
         took = time.monotonic() - started
     study = optuna.load_study(study_name="ledger", storage=optuna.storages.journal.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(study_dir(Experiment.load(exp)) / "journal.log"))))
@@ -123,5 +125,8 @@ def test_a_killed_journal_worker_is_resumed_in_bounded_time(tmp_path: Path) -> N
 def _held(path: Path) -> float:
     """The ledger's reserved amount, read without joining it (a new worker would reclaim dead holds)."""
     with sqlite3.connect(path, timeout=30) as db:
-        row = db.execute("SELECT reserved_usd FROM moa_ledger WHERE name = 'study:ledger'").fetchone()
+        try:
+            row = db.execute("SELECT reserved_usd FROM moa_ledger WHERE name = 'study:ledger'").fetchone()
+        except sqlite3.OperationalError:  # the worker has created the file, not yet its tables
+            return 0.0
     return float(row[0]) if row else 0.0

@@ -84,7 +84,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
                 out, err = w.communicate()
                 states = [(t.number, t.state.name, t.user_attrs.get("worker")) for t in study.get_trials()]
                 raise AssertionError(f"worker hung; trials: {states}; stderr: {err[-1500:]}") from None
-            assert w.returncode == 0, err[-2000:]
+            assert w.returncode in (0, 3), err[-2000:]  # 3: the study holds the killed worker's failed trial
         trials = study.get_trials()
         complete = [t for t in trials if t.state.name == "COMPLETE"]
         assert len(complete) == 12, [(t.number, t.state.name, t.user_attrs.get("worker"), t.user_attrs.get("surplus")) for t in trials]
@@ -95,7 +95,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
         assert len(failed) == 1 and failed[0].user_attrs["worker"].endswith(mine)  # failed by the others' heartbeat check
         resumed = _worker(exp, "--resume", "--trials", "15")
         out, err = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0, err[-2000:]
+        assert resumed.returncode == 3, err[-2000:]  # it still holds the killed worker's failed trial
         trials = study.get_trials()
         assert len([t for t in trials if t.state.name == "COMPLETE"]) == 15
         assert not [t for t in trials if t.state.name == "RUNNING"]

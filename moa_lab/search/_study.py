@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from typing import Any
 
 from moa_lab.core import ConfigError
@@ -151,20 +152,34 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
         trial = study.ask()
         if heartbeat:  # beat at once: a trial with no heartbeat yet is never found stale
             study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
-        pulse = asyncio.create_task(_beat(study, trial)) if heartbeat else None
+        pulse = _Pulse(study, trial) if heartbeat else None
         try:
             done = await run_trial(exp, config, models, study, trial, benchmark, target, on_trial)
         finally:
             if pulse is not None:
-                pulse.cancel()
+                pulse.stop()
         if not done:
             break
 
 
-async def _beat(study: Any, trial: Any) -> None:
-    while True:
-        study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - optuna's heartbeat API is on the storage
-        await asyncio.sleep(HEARTBEAT_S)
+class _Pulse:
+    """A running trial's heartbeat, on its own thread: a busy event loop (planning, scoring) must
+    not let other workers take a live trial for a dead one."""
+
+    def __init__(self, study: Any, trial: Any) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(study, trial), name="moa-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self, study: Any, trial: Any) -> None:
+        while True:
+            study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - optuna's heartbeat API is on the storage
+            if self._stopped.wait(HEARTBEAT_S):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 def fail_orphaned_trials(study: Any) -> list[int]:
