@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from moa_lab.cli._app import app, console
 from moa_lab.core import ConfigError
-from moa_lab.evaluation import Experiment
+from moa_lab.evaluation import Experiment, groups
 
 
 @app.command()
@@ -27,6 +27,8 @@ def search(
     from moa_lab.search import TrialResult, load_study, open_study, pareto, run_study, study_budget
 
     exp = Experiment.load(experiment)
+    groups(exp)  # bad inputs (a dataset not pulled) fail before a study, ledger or store is made
+    exp.endpoints()
     models = exp.model_set(budget=study_budget(exp, storage))
     if workers > 1:
         import subprocess
