@@ -2,6 +2,7 @@
 
 from moa_lab.cli import _data  # noqa: F401 - registers `data list|pull` on the app
 from moa_lab.cli import _search  # noqa: F401 - registers `search` and `pareto` on the app
+from moa_lab.cli import _ui  # noqa: F401 - registers `ui` on the app
 from moa_lab.cli._app import app, main
 
 __all__ = ["app", "main"]

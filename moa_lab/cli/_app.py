@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query
 from moa_lab.core import ConfigError, Sample
@@ -27,12 +27,32 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mixture-of-A
 app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-state = {"debug": False}
+state = {"debug": False, "verbose": False}
+QUIET_LOGGERS = ("mlflow", "alembic", "optuna", "httpx", "urllib3")
+"""Libraries whose INFO lines (store migrations, study creation, requests) are hidden without --verbose."""
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
-    state["debug"] = debug
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show the libraries' INFO logs (MLflow, Optuna, HTTP).")] = False,
+) -> None:
+    state["debug"], state["verbose"] = debug, verbose
+    quiet_libraries(verbose)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Hide the libraries' INFO logs unless `verbose`; warnings and errors still show. Optuna resets
+    its level when imported, so the search command calls this again after importing it."""
+    import logging
+
+    level = logging.INFO if verbose else logging.WARNING
+    if verbose or "MLFLOW_LOGGING_LEVEL" not in os.environ:  # read when mlflow configures its loggers
+        os.environ["MLFLOW_LOGGING_LEVEL"] = logging.getLevelName(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    if "optuna" in sys.modules:
+        sys.modules["optuna"].logging.set_verbosity(level)
 
 
 def _parse_args(pairs: list[str]) -> dict[str, Any]:
@@ -142,8 +162,6 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
 
         tracker = MlflowTracker(tracking_uri=tracking_uri or exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
                                 project_root=exp.project, traces=exp.spec.tracking.traces is not False)
-    columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-               TimeElapsedColumn())
     records: list[QueryRecord] = []
 
     async def main() -> ExperimentRun:
@@ -161,22 +179,21 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, request_stop)
         async with models:
-            with Progress(*columns, console=console) as progress:
-                bars: dict[str, Any] = {}
+            with RunProgress(console) as progress:
                 running: dict[str, list[float]] = {}
 
                 def start(name: str, total: int) -> None:
-                    bars[name] = progress.add_task(name, total=total, stats="")
                     running[name] = [0.0, 0.0, 0.0]
+                    progress.start(name, total)
 
                 def record(name: str, rec: QueryRecord) -> None:
-                    if name == next(iter(bars)):  # the first RunLog's answers are shown at the end
+                    if name == next(iter(running)):  # the first RunLog's answers are shown at the end
                         records.append(rec)
                     stat = running[name]
                     stat[0] += 1
                     stat[1] += rec.score or 0.0
                     stat[2] += rec.total_cost.paid_usd
-                    progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
+                    progress.advance(name, f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
                 return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
@@ -218,26 +235,6 @@ def compare(
     losses = sum(x < y for x, y in common)
     console.print(f"{len(common)} paired samples: A {sum(x for x, _ in common) / len(common):.3f}, B {sum(y for _, y in common) / len(common):.3f}")
     console.print(f"A - B = {diff.mean:+.3f} ± {diff.stderr:.3f} (95% CI [{diff.low:+.3f}, {diff.high:+.3f}]); A better on {wins}, B on {losses}")
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="Store to show (default: ./mlruns/mlflow.db).")] = None,
-) -> None:
-    """Open the MLflow UI on the project's store."""
-    import subprocess
-
-    from moa_lab.evaluation import project_root
-    from moa_lab.tracking import default_artifact_location, default_tracking_uri
-
-    root = project_root(Path.cwd())
-    uri = tracking_uri or default_tracking_uri(root)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
-    if tracking_uri is None:
-        cmd += ["--default-artifact-root", default_artifact_location(root)]
-    console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
-    raise typer.Exit(subprocess.call(cmd))
 
 
 @app.command()
