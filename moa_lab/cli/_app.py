@@ -20,7 +20,7 @@ from moa_lab.evaluation import Experiment, ExperimentRun, groups
 from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
 from moa_lab.pipeline import Pipeline
 from moa_lab.tracking import QueryRecord, redact_uri
-from moa_lab.registry import lookup, names
+from moa_lab.registry import names
 from moa_lab.topology import load_topology, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mixture-of-Agents research framework.")
@@ -238,16 +238,23 @@ def compare(
 
 
 @app.command()
-def topologies(show: Annotated[Optional[str], typer.Option(help="Print this preset's spec as YAML.")] = None) -> None:
-    """List preset topologies and registered agents."""
+def topologies(show: Annotated[Optional[str], typer.Option(help="Print this preset's arguments (defaults, meaning) and its spec as YAML.")] = None) -> None:
+    """List preset topologies and registered agents (docs/presets.md has them all with their arguments)."""
+    from moa_lab.cli._reference import KINDS, describe
+
     if show:
+        doc = describe("topology", show)
+        console.print(f"[bold]{show}[/]: {doc.description}", highlight=False)
+        for a in doc.arguments:
+            default = "required" if a.default is None else f"default {a.default}"
+            console.print(f"  {a.name:<14} {default:<22} {a.meaning}", markup=False, highlight=False)
+        console.print("\nspec with the defaults:", markup=False)
         console.print(to_yaml(load_topology(show)), markup=False, highlight=False)
         return
-    for kind, title in (("topology", "Presets"), ("proposer", "Proposers"), ("aggregator", "Aggregators"),
-                        ("extractor", "Extractors"), ("selector", "Selectors")):
+    for kind, title in KINDS:
         console.print(f"[bold]{title}[/]")
         for name in names(kind):
-            console.print(f"  {name:<24} {lookup(kind, name).summary}")
+            console.print(f"  {name:<24} {describe(kind, name).description}", markup=False, highlight=False)
 
 
 def main() -> None:
