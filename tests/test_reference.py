@@ -33,7 +33,7 @@ def test_topologies_show_lists_the_arguments_and_the_list_keeps_whole_descriptio
     shown = CliRunner().invoke(app, ["topologies", "--show", "moa"])
     assert shown.exit_code == 0, shown.output
     for arg in ("proposers", "n", "layers", "aggregator", "temperature", "max_tokens", "language"):
-        assert f"\n  {arg} " in shown.output
+        assert f"\n#   {arg} " in shown.output
     assert "2 proposer layers + the aggregator" in shown.output
     listed = CliRunner().invoke(app, ["topologies"], env={"COLUMNS": "400"})
     assert describe("topology", "self-moa").description in listed.output

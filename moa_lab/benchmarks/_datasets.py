@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -119,6 +118,8 @@ class Pulled:
 
 
 def _fetch(url: str, timeout: float) -> bytes:
+    import urllib.request  # only when pulling: it is slow to import
+
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) mirrors only)
         return response.read()
 

@@ -244,11 +244,12 @@ def topologies(show: Annotated[Optional[str], typer.Option(help="Print this pres
 
     if show:
         doc = describe("topology", show)
-        console.print(f"[bold]{show}[/]: {doc.description}", highlight=False)
+        # the arguments as YAML comments: the output stays a topology file
+        lines = [f"# {show}: {doc.description}", "# arguments (preset: NAME plus any of these):"]
         for a in doc.arguments:
             default = "required" if a.default is None else f"default {a.default}"
-            console.print(f"  {a.name:<14} {default:<22} {a.meaning}", markup=False, highlight=False)
-        console.print("\nspec with the defaults:", markup=False)
+            lines.append(f"#   {a.name:<14} {default:<22} {a.meaning}")
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
         console.print(to_yaml(load_topology(show)), markup=False, highlight=False)
         return
     for kind, title in KINDS:
