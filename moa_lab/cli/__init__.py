@@ -1,7 +1,9 @@
 """The `moa-lab` command line."""
 
+from moa_lab.cli import _data  # noqa: F401 - registers `data list|pull` on the app
 from moa_lab.cli import _search  # noqa: F401 - registers `search` and `pareto` on the app
 from moa_lab.cli import _serve  # noqa: F401 - registers `serve` on the app
+from moa_lab.cli import _ui  # noqa: F401 - registers `ui` on the app
 from moa_lab.cli import _winrate  # noqa: F401 - registers `analyze winrate` on the app
 from moa_lab.cli._app import app, main
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query
 from moa_lab.core import ConfigError, Sample
@@ -20,21 +20,41 @@ from moa_lab.evaluation import Experiment, ExperimentRun, groups
 from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
 from moa_lab.pipeline import Pipeline
 from moa_lab.tracking import QueryRecord, redact_uri
-from moa_lab.registry import lookup, names
+from moa_lab.registry import names
 from moa_lab.topology import load_topology, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mixture-of-Agents research framework.")
 app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-state = {"debug": False}
+state = {"debug": False, "verbose": False}
 FAILED_EXIT = 3
 """The exit status of `run`, `eval` and `search` when any sample or trial failed."""
+QUIET_LOGGERS = ("mlflow", "alembic", "optuna", "httpx", "urllib3")
+"""Libraries whose INFO lines (store migrations, study creation, requests) are hidden without --verbose."""
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
-    state["debug"] = debug
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show the libraries' INFO logs (MLflow, Optuna, HTTP).")] = False,
+) -> None:
+    state["debug"], state["verbose"] = debug, verbose
+    quiet_libraries(verbose)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Hide the libraries' INFO logs unless `verbose`; warnings and errors still show. Optuna resets
+    its level when imported, so the search command calls this again after importing it."""
+    import logging
+
+    level = logging.INFO if verbose else logging.WARNING
+    if verbose or "MLFLOW_LOGGING_LEVEL" not in os.environ:  # read when mlflow configures its loggers
+        os.environ["MLFLOW_LOGGING_LEVEL"] = logging.getLevelName(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    if "optuna" in sys.modules:
+        sys.modules["optuna"].logging.set_verbosity(level)
 
 
 def _parse_args(pairs: list[str]) -> dict[str, Any]:
@@ -128,8 +148,6 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
 
         tracker = MlflowTracker(tracking_uri=tracking_uri or exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
                                 project_root=exp.project, traces=exp.spec.tracking.traces is not False)
-    columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-               TimeElapsedColumn())
     records: list[QueryRecord] = []
 
     async def main() -> ExperimentRun:
@@ -147,22 +165,21 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, request_stop)
         async with models:
-            with Progress(*columns, console=console) as progress:
-                bars: dict[str, Any] = {}
+            with RunProgress(console) as progress:
                 running: dict[str, list[float]] = {}
 
                 def start(name: str, total: int) -> None:
-                    bars[name] = progress.add_task(name, total=total, stats="")
                     running[name] = [0.0, 0.0, 0.0]
+                    progress.start(name, total)
 
                 def record(name: str, rec: QueryRecord) -> None:
-                    if name == next(iter(bars)):  # the first RunLog's answers are shown at the end
+                    if name == next(iter(running)):  # the first RunLog's answers are shown at the end
                         records.append(rec)
                     stat = running[name]
                     stat[0] += 1
                     stat[1] += rec.score or 0.0
                     stat[2] += rec.total_cost.paid_usd
-                    progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
+                    progress.advance(name, f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
                 return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record,
                                             on_start=start, stop=stop, folder=folder)
@@ -212,36 +229,24 @@ def compare(
 
 
 @app.command()
-def ui(
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="Store to show (default: ./mlruns/mlflow.db).")] = None,
-) -> None:
-    """Open the MLflow UI on the project's store."""
-    import subprocess
+def topologies(show: Annotated[Optional[str], typer.Option(help="Print this preset's arguments (defaults, meaning) and its spec as YAML.")] = None) -> None:
+    """List preset topologies and registered agents (docs/presets.md has them all with their arguments)."""
+    from moa_lab.cli._reference import KINDS, describe
 
-    from moa_lab.evaluation import project_root
-    from moa_lab.tracking import default_artifact_location, default_tracking_uri
-
-    root = project_root(Path.cwd())
-    uri = tracking_uri or default_tracking_uri(root)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(port)]
-    if tracking_uri is None:
-        cmd += ["--default-artifact-root", default_artifact_location(root)]
-    console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
-    raise typer.Exit(subprocess.call(cmd))
-
-
-@app.command()
-def topologies(show: Annotated[Optional[str], typer.Option(help="Print this preset's spec as YAML.")] = None) -> None:
-    """List preset topologies and registered agents."""
     if show:
+        doc = describe("topology", show)
+        # the arguments as YAML comments: the output stays a topology file
+        lines = [f"# {show}: {doc.description}", "# arguments (preset: NAME plus any of these):"]
+        for a in doc.arguments:
+            default = "required" if a.default is None else f"default {a.default}"
+            lines.append(f"#   {a.name:<14} {default:<22} {a.meaning}")
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
         console.print(to_yaml(load_topology(show)), markup=False, highlight=False)
         return
-    for kind, title in (("topology", "Presets"), ("proposer", "Proposers"), ("aggregator", "Aggregators"),
-                        ("extractor", "Extractors"), ("selector", "Selectors")):
+    for kind, title in KINDS:
         console.print(f"[bold]{title}[/]")
         for name in names(kind):
-            console.print(f"  {name:<24} {lookup(kind, name).summary}")
+            console.print(f"  {name:<24} {describe(kind, name).description}", markup=False, highlight=False)
 
 
 def main() -> None:

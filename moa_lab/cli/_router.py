@@ -10,13 +10,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+def dataset_path(path: Path) -> Path:
+    """`data:NAME/...` as the dataset's folder (pulled or in ../shared/data), other paths as given."""
+    if str(path).startswith("data:"):
+        from moa_lab.benchmarks import find_data
+        from moa_lab.evaluation import project_root
+
+        return find_data(str(path), project_root(Path.cwd()))
+    return path
+
+
 router_app = typer.Typer(no_args_is_help=True, help="Train and evaluate learned routers (per-query proposer selection).")
 console = Console()
 
 
 @router_app.command("train")
 def train_(
-    data: Annotated[Path, typer.Argument(help="A recorded-dataset folder (GSM8K layout) or an evaluation RunLog (.jsonl).")],
+    data: Annotated[Path, typer.Argument(help="A recorded-dataset folder (GSM8K layout, e.g. data:gsm8k) or an evaluation RunLog (.jsonl).")],
     out: Annotated[Path, typer.Option(help="Artifact folder to write.")],
     aggregator: Annotated[str, typer.Option(help="The aggregator the subsets feed: vote or synthesize.")] = "vote",
     embedder: Annotated[str, typer.Option(help="Embedder: minilm (all-MiniLM-L6-v2) or hash.")] = "minilm",
@@ -33,6 +43,7 @@ def train_(
     prices: Annotated[Optional[Path], typer.Option(help="YAML of extra list prices ({model: {input, output}}, $ per million tokens).")] = None,
 ) -> None:
     """Train a router and write its artifact folder."""
+    data = dataset_path(data)
     from moa_lab.routing import TrainConfig, train
 
     start = time.perf_counter()
@@ -58,13 +69,14 @@ def train_(
 @router_app.command("eval")
 def eval_(
     artifact: Annotated[Path, typer.Argument(help="A router artifact folder from `router train`.")],
-    data: Annotated[Path, typer.Argument(help="The data it was trained from (its held-out split is replayed).")],
+    data: Annotated[Path, typer.Argument(help="The data it was trained from, e.g. data:gsm8k (its held-out split is replayed).")],
     out: Annotated[Optional[Path], typer.Option(help="Folder for eval.json and curve.png (default: ARTIFACT/eval).")] = None,
     k: Annotated[Optional[int], typer.Option(help="Size limit of the router's subsets.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the evaluation to MLflow.")] = True,
 ) -> None:
     """Replay the router and every baseline on the held-out split: accuracy, $ and calls per query,
     curve areas, and the share of the best-single-to-oracle gap recovered."""
+    data = dataset_path(data)
     from moa_lab.routing import evaluate
 
     start = time.perf_counter()

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from moa_lab.cli._app import app, console
+from moa_lab.cli._app import app, console, quiet_libraries, state
 from moa_lab.core import ConfigError, redact_uri
-from moa_lab.evaluation import Experiment
+from moa_lab.evaluation import Experiment, groups
 
 
 @app.command()
@@ -26,7 +26,10 @@ def search(
     """Search topologies with Optuna under the study's hard budget; prints each trial and the front."""
     from moa_lab.search import TrialResult, load_study, open_study, pareto, run_study, study_budget
 
+    quiet_libraries(state["verbose"])  # optuna reset its log level on import
     exp = Experiment.load(experiment)
+    groups(exp)  # bad inputs (a dataset not pulled) fail before a study, ledger or store is made
+    exp.endpoints()
     models = exp.model_set(budget=study_budget(exp, storage))
     if workers > 1:
         import subprocess

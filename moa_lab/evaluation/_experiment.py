@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from moa_lab.benchmarks import DATA_PREFIX, find_data
 from moa_lab.core import ConfigError
 from moa_lab.models import Budget, EndpointConfig, LedgerBudget, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
 from moa_lab.registry import lookup
@@ -160,6 +161,10 @@ class Experiment:
         return self.path(self.spec.output) if self.spec.output is not None else self.project / "runs"
 
     def path(self, value: str) -> Path:
+        """A path in the file: relative to its folder, or `data:NAME/...`, a dataset's file found in
+        the data folders (raises DataMissing, naming the pull command, when it is in none)."""
+        if value.startswith(DATA_PREFIX):
+            return find_data(value, self.project)
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.folder / p
 

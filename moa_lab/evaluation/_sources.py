@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from moa_lab.benchmarks import builtin_task, from_queries, load_alpaca_eval, load_gsm8k, load_jsonl, load_mt_bench
+from moa_lab.benchmarks import DATA_PREFIX, builtin_task, from_queries, load_alpaca_eval, load_gsm8k, load_jsonl, load_mt_bench
 from moa_lab.core import ConfigError, Sample
 from moa_lab.evaluation._evaluate import check_unique
 from moa_lab.evaluation._experiment import Experiment
@@ -48,7 +48,7 @@ def groups(exp: Experiment) -> list[Group]:
 
 
 def _groups(exp: Experiment) -> list[Group]:
-    scorer, bench = exp.spec.scorer, exp.spec.benchmark
+    scorer, bench = _data_paths(exp, exp.spec.scorer), exp.spec.benchmark
     if exp.spec.queries is not None:
         if bench is not None:
             raise ConfigError(f"{exp.source}: give either queries or benchmark, not both")
@@ -72,6 +72,13 @@ def _groups(exp: Experiment) -> list[Group]:
     refs = folder / "reference_answer_gpt-4.jsonl"
     samples = load_mt_bench(questions, references=refs if refs.exists() else None, limit=bench.limit)
     return [Group("turn1", samples, build_scorer("none" if scorer == "auto" else scorer))]
+
+
+def _data_paths(exp: Experiment, scorer: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A scorer's `data:NAME/...` arguments (a judge's prompts file) as the dataset file's path."""
+    if isinstance(scorer, str):
+        return scorer
+    return {k: str(exp.path(v)) if isinstance(v, str) and v.startswith(DATA_PREFIX) else v for k, v in scorer.items()}
 
 
 def _scored(task: str | None, samples: list[Sample], scorer: str | dict[str, Any]) -> Group:

@@ -96,13 +96,25 @@ def for_task(spec: TopologySpec, task: str | None) -> TopologySpec:
 @register("topology", "for-task")
 def for_task_preset(topology: dict[str, Any], task: str | None = None) -> TopologySpec:
     """A topology bound to the built-in task it is evaluated on (`for_task`): how a search over
-    built-in tasks writes what its trials evaluated."""
+    built-in tasks writes what its trials evaluated.
+
+    Args:
+        topology: the topology spec (a mapping, as in a topology YAML file).
+        task: the built-in task whose prompt format, examples and few-shot aggregator it gets.
+    """
     return for_task(validate(TopologySpec, topology, source="for-task.topology"), task)
 
 
 @register("topology", "single")
 def single(model: str = "local", temperature: float = 0.0, max_tokens: int = 512, task: str | None = None) -> TopologySpec:
-    """One model, one call: the baseline every topology is compared with."""
+    """One model, one call: the baseline every topology is compared with.
+
+    Args:
+        model: the model, `<endpoint>/<model>` (`local` is the embedded model).
+        temperature: sampling temperature.
+        max_tokens: the reply's token limit.
+        task: a built-in task: the call gets its prompt format, instruction and examples.
+    """
     layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **task_prompt(task)),))
     return TopologySpec(name="single", layers=(layer,))
 
@@ -117,7 +129,19 @@ def moa(
     max_tokens: int = 512,
     language: str = "en",
 ) -> TopologySpec:
-    """The paper's MoA: (layers - 1) layers of proposers, then a synthesizing aggregator."""
+    """The paper's MoA: (layers - 1) layers of proposers, then a synthesizing aggregator.
+
+    Args:
+        proposers: the proposer models, one per proposer (every proposer layer has them all); when
+            empty, `n` copies of the embedded model.
+        n: the number of proposers when `proposers` is not given.
+        layers: all layers, the aggregator's included: `layers: 3` (the paper's MoA, "3 layers") is
+            2 proposer layers + the aggregator; `layers: 2` is MoA-Lite.
+        aggregator: the aggregator's model.
+        temperature: every call's sampling temperature (the paper: 0.7).
+        max_tokens: every call's reply token limit.
+        language: the language of the aggregate-and-synthesize prompt (`en`, or a shipped translation).
+    """
     agg = AgentSpec(agent="synthesize", model=aggregator, temperature=temperature, max_tokens=max_tokens, language=language)
     return _layered("moa", _models(proposers, n, "local"), layers, agg, temperature, max_tokens)
 
@@ -131,7 +155,16 @@ def moa_lite(
     max_tokens: int = 512,
     language: str = "en",
 ) -> TopologySpec:
-    """MoA-Lite: one layer of proposers, then the aggregator (2 layers)."""
+    """MoA-Lite: one layer of proposers, then the aggregator (2 layers).
+
+    Args:
+        proposers: the proposer models; when empty, `n` copies of the embedded model.
+        n: the number of proposers when `proposers` is not given.
+        aggregator: the aggregator's model.
+        temperature: every call's sampling temperature (the paper: 0.7).
+        max_tokens: every call's reply token limit.
+        language: the language of the aggregate-and-synthesize prompt.
+    """
     spec = moa(proposers, n, 2, aggregator, temperature, max_tokens, language)
     return spec.model_copy(update={"name": "moa-lite"})
 
@@ -145,7 +178,16 @@ def moa_strong_aggregator(
     temperature: float = 0.7,
     max_tokens: int = 512,
 ) -> TopologySpec:
-    """MoA with a strong final aggregator ("MoA w/ GPT-4o" in the paper)."""
+    """MoA with a strong final aggregator ("MoA w/ GPT-4o" in the paper).
+
+    Args:
+        proposers: the proposer models; when empty, `n` copies of the embedded model.
+        n: the number of proposers when `proposers` is not given.
+        layers: all layers, the aggregator's included (see `moa`).
+        aggregator: the final aggregator's model (default GPT-4o on the `openai` endpoint).
+        temperature: every call's sampling temperature.
+        max_tokens: every call's reply token limit.
+    """
     spec = moa(proposers, n, layers, aggregator, temperature, max_tokens)
     return spec.model_copy(update={"name": "moa-strong-aggregator"})
 
@@ -160,7 +202,16 @@ def self_moa(
     task: str | None = None,
 ) -> TopologySpec:
     """Self-MoA: one model sampled k times, then aggregated by the same model (or `aggregator`:
-    a model name, or `vote`)."""
+    a model name, or `vote`).
+
+    Args:
+        model: the one proposer model, sampled `k` times.
+        k: the number of samples (proposers).
+        temperature: the proposers' sampling temperature (the aggregator uses 0).
+        aggregator: the aggregator's model (default: `model`), or `vote` for a majority vote.
+        max_tokens: every call's reply token limit.
+        task: a built-in task: its prompt for the proposers and its few-shot aggregator.
+    """
     layer = LayerSpec(proposers=(_proposer(model, temperature, max_tokens, **task_prompt(task)),) * k)
     agg = AgentSpec(agent="vote") if aggregator == "vote" else task_aggregator(task, aggregator or model, max_tokens)
     return TopologySpec(name="self-moa", layers=(layer,), aggregator=agg)
@@ -180,7 +231,20 @@ def prompt_ensemble(
     task: str | None = None,
 ) -> TopologySpec:
     """One model, k proposers that differ only in their few-shot examples (disjoint slices of the
-    pool, or of a built-in task's pool), then `vote` or an LLM aggregator (`synthesize`)."""
+    pool, or of a built-in task's pool), then `vote` or an LLM aggregator (`synthesize`).
+
+    Args:
+        model: the one model every proposer (and a `synthesize` aggregator) calls.
+        k: the number of proposers.
+        examples: the example pool, `[question, answer]` pairs (default: the shipped Q/A pool).
+        instruction: the system instruction (default: the shipped pool's, when `examples` is not given).
+        per_proposer: examples per proposer: proposer i gets pool slice i.
+        format: the prompt format: `qa` (a completion prompt) or `chat`.
+        aggregator: `vote` (majority of the answers) or `synthesize` (the model combines them).
+        temperature: the proposers' sampling temperature.
+        max_tokens: every call's reply token limit.
+        task: a built-in task whose instruction, format and example pool replace the above.
+    """
     if task is not None:
         t = builtin_task(task, proposers=k, per_proposer=per_proposer)
         examples, instruction, format = [list(e) for e in t.examples], t.instruction, t.format
@@ -208,6 +272,14 @@ def prompt_ensemble(
 def ranker(
     proposers: list[str] | None = None, n: int = 6, model: str = "local", temperature: float = 0.7, max_tokens: int = 512
 ) -> TopologySpec:
-    """The paper's LLM-ranker baseline: one layer of proposers, then a model that picks one answer."""
+    """The paper's LLM-ranker baseline: one layer of proposers, then a model that picks one answer.
+
+    Args:
+        proposers: the proposer models; when empty, `n` copies of the embedded model.
+        n: the number of proposers when `proposers` is not given.
+        model: the ranking model, which picks one of the answers.
+        temperature: the proposers' sampling temperature.
+        max_tokens: the proposers' reply token limit.
+    """
     layer = LayerSpec(proposers=tuple(_proposer(m, temperature, max_tokens) for m in _models(proposers, n, "local")))
     return TopologySpec(name="ranker", layers=(layer,), aggregator=AgentSpec(agent="rank", model=model))
