@@ -63,6 +63,9 @@ class QueryRecord(BaseModel):
     proposal_scores: list[float | None] | None = None
     """The score of each layer-1 proposal, in layer order (a failed proposal scores 0; None: the
     scorer could not decide)."""
+    layer_scores: list[list[float | None]] | None = None
+    """The score of every layer's proposals, layer after layer (the first is `proposal_scores`), so
+    "does a later layer help" can be read from the run; None when proposals were not scored."""
     judge_calls: list[CallRecord] = Field(default_factory=list)
 
     @property
