@@ -178,7 +178,8 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
                     stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop,
+                                            summary=_summary_files)
 
     done = asyncio.run(main())
     if tracker is not None:
@@ -187,6 +188,13 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
     if unpriced:
         console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
     return done, records
+
+
+def _summary_files(folder: Path) -> list[Path]:
+    """The parent MLflow run's dashboard: the HTML report of the run folder and its figures."""
+    from moa_lab.analysis import runs_report, write_report
+
+    return write_report(runs_report([folder], title=f"moa-lab report: {folder.parent.name}/{folder.name}"), folder / "report")
 
 
 def _report(exp: Experiment, done: ExperimentRun) -> None:
