@@ -27,9 +27,11 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def external_quality(path: Path, column: str, runs: Sequence[RunLog], name_column: str = "name") -> dict[str, tuple[str, float]]:
-    """Per run label, (the CSV row's name, its `column`): matched by the run's label or its one
-    model, ignoring case and punctuation, else the closest name (printed, so a wrong match shows)."""
+def external_quality(path: Path, column: str, runs: Sequence[RunLog], name_column: str = "name",
+                     aliases: Mapping[str, str] | None = None) -> dict[str, tuple[str, float]]:
+    """Per run label, (the CSV row's name, its `column`): the row `aliases[label]` names, else
+    matched by the run's label or its one model ignoring case and punctuation, else the closest
+    name (printed by the CLI, so a wrong match shows)."""
     with path.open(encoding="utf-8") as fh:
         table = {row[name_column]: row for row in csv.DictReader(fh)}
     if not table:
@@ -40,9 +42,11 @@ def external_quality(path: Path, column: str, runs: Sequence[RunLog], name_colum
     out: dict[str, tuple[str, float]] = {}
     for run in runs:
         candidates = [run.header.label] + [m.split("/")[-1] for m in models_of(run)]
-        exact = next((keys[_key(c)] for c in candidates if _key(c) in keys), None)
+        exact = (aliases or {}).get(run.header.label) or next((keys[_key(c)] for c in candidates if _key(c) in keys), None)
         close = [difflib.get_close_matches(_key(c), list(keys), n=1, cutoff=0.75) for c in candidates]
         name = exact or next((keys[c[0]] for c in close if c), None)
+        if name is not None and name not in table:
+            raise ConfigError(f"{path}: no row named {name!r}")
         if name is not None and table[name][column]:
             out[run.header.label] = (name, float(table[name][column]))
     return out

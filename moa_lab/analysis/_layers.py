@@ -108,7 +108,8 @@ def ranker(runs: Sequence[RunLog]) -> Analysis:
             err[0].append(0 if agg == "layer-1 mean" else q - float(row["ci_low"]))  # type: ignore[arg-type]
             err[1].append(0 if agg == "layer-1 mean" else float(row["ci_high"]) - q)  # type: ignore[arg-type]
         ax.bar(xs, ys, width, yerr=err, capsize=3, label=agg)
-    ax.set_xticks([i + width * len(aggs) / 2 for i in range(len(tasks))], tasks or ["-"])
+    if tasks:
+        ax.set_xticks([i + width * len(aggs) / 2 for i in range(len(tasks))], tasks)
     ax.set(ylabel="quality (mean score, 95% CI)", title="Aggregate-and-synthesize vs LLM ranker (same proposals)")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)

@@ -35,6 +35,7 @@ def analyze(
     subsets: Annotated[int, typer.Option(help="proposers: at most this many n-subsets per n (seeded sample).")] = 100,
     quality_csv: Annotated[Optional[Path], typer.Option(help="cost, similarity: a CSV whose column stands in for unscored runs' quality.")] = None,
     quality_column: Annotated[str, typer.Option(help="The quality column of --quality-csv.")] = "length_controlled_winrate",
+    match: Annotated[Optional[list[str]], typer.Option(help="cost, similarity: LABEL=NAME, the --quality-csv row of a run (repeat).")] = None,
     aggregate: Annotated[Optional[list[str]], typer.Option(help="similarity: label of a run whose answers are aggregates (repeat).")] = None,
     embedder: Annotated[str, typer.Option(help="similarity: embedder for the cosine (minilm, hash).")] = "minilm",
     no_mlflow: NoMlflow = False,
@@ -45,7 +46,8 @@ def analyze(
     from moa_lab.analysis._report import default_extractor
 
     logs = analysis.runlogs(runs)
-    external = analysis.external_quality(quality_csv, quality_column, logs) if quality_csv else None
+    aliases = dict(m.split("=", 1) for m in match or ())
+    external = analysis.external_quality(quality_csv, quality_column, logs, aliases=aliases) if quality_csv else None
     if external is not None:
         for label, (name, value) in external.items():
             console.print(f"[dim]{label}: quality {value:.2f} from {quality_csv.name if quality_csv else ''} row {name!r}[/]")

@@ -102,10 +102,10 @@ class QueryRecord(BaseModel):
 
     @property
     def oracle(self) -> float | None:
-        """The best layer-1 proposal's score ("any proposer right"), when proposals were scored."""
-        if self.proposal_scores is None:
-            return None
-        return max((s for s in self.proposal_scores if s is not None), default=0.0)
+        """The best layer-1 proposal's score ("any proposer right"), when proposals were scored and
+        the scorer decided at least one (an unscored run has no oracle)."""
+        decided = [s for s in self.proposal_scores or () if s is not None]
+        return max(decided) if decided else None
 
     @property
     def new_calls(self) -> int:
