@@ -90,9 +90,11 @@ def cost(runs: Sequence[RunLog], *, external: Mapping[str, tuple[str, float]] | 
             est = estimate(scores)
             source, q, low, high = "score", est.mean, est.low, est.high
         n = max(1, len(recs))
+        # FLOPs need every model's parameter count: a partial sum would look cheaper than it is
+        counted = all(c.cost.flops > 0 for r in recs for c in r.calls if c.error is None and c.usage.output_tokens)
         rows.append({"run": run.header.label, "quality": clean(q), "ci_low": clean(low), "ci_high": clean(high),
                      "quality_source": source, "samples": len(recs),
-                     "usd": sum(r.cost.list_usd for r in recs) / n, "tflops": sum(r.cost.flops for r in recs) / n / 1e12,
+                     "usd": sum(r.cost.list_usd for r in recs) / n, "tflops": sum(r.cost.flops for r in recs) / n / 1e12 if counted else 0.0,
                      "tokens": sum(r.usage.input_tokens + r.usage.output_tokens for r in recs) / n,
                      "latency_s": percentile([r.critical_path_s for r in recs], 50)})
     if not rows:
