@@ -1,5 +1,6 @@
 """The `moa-lab` command line."""
 
+from moa_lab.cli import _analyze  # noqa: F401 - registers `analyze` and `report` on the app
 from moa_lab.cli import _data  # noqa: F401 - registers `data list|pull` on the app
 from moa_lab.cli import _search  # noqa: F401 - registers `search` and `pareto` on the app
 from moa_lab.cli import _serve  # noqa: F401 - registers `serve` on the app

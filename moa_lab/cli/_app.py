@@ -182,7 +182,7 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
                     progress.advance(name, f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
                 return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record,
-                                            on_start=start, stop=stop, folder=folder)
+                                            on_start=start, stop=stop, folder=folder, summary=_summary_files)
 
     done = asyncio.run(main())
     if tracker is not None:
@@ -191,6 +191,13 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
     if unpriced:
         console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
     return done, records
+
+
+def _summary_files(folder: Path) -> list[Path]:
+    """The parent MLflow run's dashboard: the HTML report of the run folder and its figures."""
+    from moa_lab.analysis import runs_report, write_report
+
+    return write_report(runs_report([folder], title=f"moa-lab report: {folder.parent.name}/{folder.name}"), folder / "report")
 
 
 def _report(exp: Experiment, done: ExperimentRun) -> None:

@@ -75,19 +75,21 @@ def show_unpriced(console: Console, unpriced: list[str]) -> None:
 
 
 def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
-    """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency."""
+    """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency p50 and p95."""
     table = Table(title="Evaluation (quality: mean [95% bootstrap CI])", title_justify="left", box=None, pad_edge=False)
     table.add_column("run", no_wrap=True)
-    for col in ("n", "quality", "oracle", "chars", "$/query", "spent $", "p50 s", "fail"):
+    for col in ("n", "quality", "oracle", "chars", "$/query", "spent $", "p50 s", "p95 s", "fail"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in summaries:
         oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else "-"
         q = s.quality
         quality = "-" if q is None or q.n == 0 else f"{q.mean:.3f} [{q.low:.3f},{q.high:.3f}]"
         table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.cost_per_query:.2e}",
-                      f"{s.cost_total:.4f}", f"{s.latency_p50:.2f}", str(s.failed))
+                      f"{s.cost_total:.4f}", f"{s.latency_p50:.2f}", f"{s.latency_p95:.2f}", str(s.failed))
     console.print(table)
     for s in summaries:
+        if s.extra:  # a judge's own statistics: win rates, per-skill ratings
+            console.print(f"{s.label}: " + " · ".join(f"{k} {v:.3f}" for k, v in s.extra.items()), markup=False)
         if s.resumed:
             console.print(f"{s.label}: resumed, {s.resumed} samples kept from the earlier run")
 

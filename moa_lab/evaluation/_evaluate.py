@@ -1,4 +1,4 @@
-"""Evaluate a topology on samples: run, score (the answer and every layer-1 proposal), stream a RunLog.
+"""Evaluate a topology on samples: run, score (the answer and every layer's proposals), stream a RunLog.
 
 A killed evaluation resumes with `resume=True`: samples already in the RunLog are not run again
 (failed ones are, unless `keep_failed`), and calls finished before the kill come back from the call
@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from moa_lab.core import ConfigError, Sample, Score
+from moa_lab.core import ConfigError, Proposal, Sample, Score
 from moa_lab.evaluation._summary import EvalSummary, summarize
 from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline
@@ -24,7 +24,7 @@ from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter, read_runlog
 
 
 async def score_record(record: QueryRecord, scorer: Scorer, models: ModelSet, *, proposals: bool) -> QueryRecord:
-    """The record with its score, each layer-1 proposal's score and the judge's calls. A scorer or
+    """The record with its score, each layer's proposals' scores and the judge's calls. A scorer or
     judge that raises fails this sample (its `error` and traceback are kept), never the run."""
     ctx = ScoringContext(models)
     update: dict[str, object] = {}
@@ -35,9 +35,8 @@ async def score_record(record: QueryRecord, scorer: Scorer, models: ModelSet, *,
             score = await scorer.score(record.sample, record.answer.text, ctx)
             update |= {"score": _value(score), "score_explanation": score.explanation}
         if proposals and record.layers:
-            first = record.layers[0]
-            scores = iter(await asyncio.gather(*(scorer.score(record.sample, p.text, ctx) for p in first if p.ok)))
-            update["proposal_scores"] = [_value(next(scores)) if p.ok else 0.0 for p in first]
+            layers = [await _layer_scores(layer, record, scorer, ctx) for layer in record.layers]
+            update |= {"proposal_scores": layers[0], "layer_scores": layers}
     except Exception as exc:  # noqa: BLE001 - a scorer's bug on one sample must not stop the run
         failure = f"scorer failed: {type(exc).__name__}: {exc}"
         update = {"score": None, "score_explanation": failure, "error": record.error or failure,
@@ -52,6 +51,12 @@ def check_unique(samples: Sequence[Sample], where: str) -> None:
         if sample.id in seen:
             raise ConfigError(f"{where}: samples {seen[sample.id]} and {n} have the same id {sample.id!r}; give each sample its own id")
         seen[sample.id] = n
+
+
+async def _layer_scores(layer: list[Proposal], record: QueryRecord, scorer: Scorer, ctx: ScoringContext) -> list[float | None]:
+    """Each proposal's score in layer order; a failed proposal scores 0."""
+    scores = iter(await asyncio.gather(*(scorer.score(record.sample, p.text, ctx) for p in layer if p.ok)))
+    return [_value(next(scores)) if p.ok else 0.0 for p in layer]
 
 
 def _value(score: Score) -> float | None:

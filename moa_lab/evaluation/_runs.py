@@ -19,7 +19,7 @@ from moa_lab.core import ConfigError
 from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import Experiment
 from moa_lab.evaluation._sources import Group, dataset_hash, groups
-from moa_lab.evaluation._summary import EvalSummary
+from moa_lab.evaluation._summary import EvalSummary, write_summary_csv
 from moa_lab.models import ModelSet
 from moa_lab.tracking import QueryRecord, Tracker, WriterLocked, lock_folder, read_runlog
 
@@ -81,12 +81,15 @@ async def run_experiment(
     on_start: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
     folder: Path | None = None,
+    summary: Callable[[Path], list[Path]] | None = None,
 ) -> ExperimentRun:
     """Evaluate every (topology, group) into a run folder (`folder`, else a new one, else with
     `resume` the latest unfinished); `stop` ends it after the queries in flight.
 
     The run folder is locked while it runs: a second process resuming it is refused before any
-    call. Resumed, failed samples are run again unless `keep_failed`."""
+    call. Resumed, failed samples are run again unless `keep_failed`. With a tracker, the parent
+    run gets every run's metrics, `summary.csv` and the files `summary` writes from the run folder
+    (the CLI passes the HTML report and its figures)."""
     sources = groups(exp)  # bad inputs fail before any folder, store or run is made
     for group in sources:  # under a budget an unpriced model is refused before any call
         for spec in exp.topologies(None if group.task == "turn1" else group.task).values():
@@ -97,7 +100,7 @@ async def run_experiment(
         if tracker is not None:
             _mark_killed(tracker, exp, folder)
         return await _run(exp, models, folder, sources, resume=resume, keep_failed=keep_failed, tracker=tracker,
-                          on_record=on_record, on_start=on_start, stop=stop)
+                          on_record=on_record, on_start=on_start, stop=stop, summary=summary)
     finally:
         lock.release()
 
@@ -114,6 +117,7 @@ async def _run(
     on_record: Callable[[str, QueryRecord], None] | None,
     on_start: Callable[[str, int], None] | None,
     stop: asyncio.Event | None,
+    summary: Callable[[Path], list[Path]] | None,
 ) -> ExperimentRun:
     commit = git_commit(exp.folder)
     run = ExperimentRun(folder, [])
@@ -132,37 +136,44 @@ async def _run(
                 name = f"{label}__{group.task}" if group.task else label
                 if on_start is not None:
                     on_start(name, len(group.samples))
-                if tracker is not None:
-                    params = {"topology": spec.model_dump(mode="json"), "scorer": group.scorer.name if group.scorer else "",
-                              "task": group.task or "",
-                              "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}}
-                    tags = {"git_commit": commit, "dataset_hash": dataset_hash(group.samples), "topology": label}
-                    ids.set(name, tracker.start_run(name, params=params, tags=tags, parent_run_id=parent,
-                                                    continue_run_id=ids.get(name)))
-                hook = _hook(name, background, exp.spec.tracking.traces, on_record)
-                turns, first = [(name, group.task, group.samples)], len(run.summaries)
+                turns = [(name, group.task, group.samples)]
                 while turns:
                     run_name, task, samples = turns.pop(0)
-                    summary = await evaluate(
+                    if on_start is not None and run_name != name:
+                        on_start(run_name, len(samples))
+                    hook = _hook(run_name, background, exp.spec.tracking.traces, on_record)
+                    if tracker is not None:  # each MT-Bench turn is a run of its own; a resumed run continues its own
+                        params = {"topology": spec.model_dump(mode="json"), "scorer": group.scorer.name if group.scorer else "",
+                                  "task": task or "",
+                                  "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}}
+                        tags = {"git_commit": commit, "dataset_hash": dataset_hash(samples), "topology": label}
+                        ids.set(run_name, tracker.start_run(run_name, params=params, tags=tags, parent_run_id=parent,
+                                                            continue_run_id=ids.get(run_name)))
+                    result = await evaluate(
                         spec, samples, models, group.scorer, runlog=folder / f"{run_name}.jsonl", label=run_name,
                         experiment=exp.spec.name, task=task, resume=resume, keep_failed=keep_failed, concurrency=exp.spec.concurrency,
                         on_record=hook, stop=stop,
                     )
-                    run.summaries.append(summary)
+                    run.summaries.append(result)
+                    if tracker is not None and background is not None:
+                        await background.drain()
+                        tracker.log_metrics(result.metrics())
+                        tracker.log_artifact(result.runlog)
+                        tracker.end_run(status="KILLED" if stopped() else "FINISHED")
                     if task == "turn1" and not stopped():
                         # MT-Bench: the second question is asked in the conversation of the first answer
-                        answers = {r.id: r.answer.text for r in read_runlog(summary.runlog).records if r.answer}
+                        answers = {r.id: r.answer.text for r in read_runlog(result.runlog).records if r.answer}
                         turn2 = [second_turn(s, answers[s.id]) for s in samples if s.id in answers]
                         turns.append((f"{label}__turn2", "turn2", turn2))
-                if tracker is not None and background is not None:
-                    await background.drain()
-                    tracker.log_metrics(run.summaries[first].metrics())
-                    tracker.log_artifact(run.summaries[first].runlog)
-                    tracker.end_run(status="KILLED" if stopped() else "FINISHED")
                 if stopped():
                     run.stopped = True
-                    return run
-        (folder / FINISHED).touch()
+                    break
+            if run.stopped:
+                break
+        else:
+            (folder / FINISHED).touch()
+        if tracker is not None:
+            _log_summary(tracker, run, summary)
     finally:
         if tracker is not None and parent is not None:
             tracker.end_run(status="KILLED" if stopped() else "FINISHED")
@@ -203,6 +214,20 @@ def _mark_killed(tracker: Tracker, exp: Experiment, folder: Path) -> None:
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _log_summary(tracker: Tracker, run: ExperimentRun, summary: Callable[[Path], list[Path]] | None) -> None:
+    """The parent run's dashboard: every child's metrics as `<run>/<metric>`, the table as CSV, and
+    whatever files `summary` makes from the run folder (the report's figures)."""
+    metrics = {f"{s.label}/{k}": v for s in run.summaries for k, v in s.metrics().items() if v == v}  # NaN left out
+    if metrics:
+        tracker.log_metrics(metrics)
+    table = run.folder / "summary.csv"
+    write_summary_csv(table, run.summaries)
+    tracker.log_artifact(table)
+    if summary is not None and run.summaries:
+        for path in summary(run.folder):
+            tracker.log_artifact(path)
 
 
 def _hook(

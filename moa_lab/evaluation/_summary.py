@@ -56,6 +56,19 @@ class EvalSummary:
         return out | self.extra
 
 
+def write_summary_csv(path: Path, summaries: Sequence[EvalSummary]) -> Path:
+    """One row per RunLog: its label and flat metrics (what the parent tracker run shows)."""
+    import csv
+
+    rows = [{"run": s.label, **s.metrics()} for s in summaries]
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["run"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def summarize(label: str, runlog: Path, records: Sequence[QueryRecord], wall_s: float, resumed: int = 0) -> EvalSummary:
     """Statistics over RunLog records (samples a judge could not score are left out of quality)."""
     scores = [r.score for r in records if r.score is not None]

@@ -128,7 +128,8 @@ _JSON = re.compile(r"\{.*\}", re.S)
 
 class RubricJudge:
     """FLASK-style skill scores: the judge rates each configured skill 1-5 against its rubric and
-    answers in JSON; the score is the mean rating / 5 and the explanation keeps every skill."""
+    answers in JSON; the score is the mean rating / 5 and the explanation keeps every skill's rating
+    as JSON, so the run summary reports each skill (`summary`)."""
 
     calls_models = True
 
@@ -164,6 +165,27 @@ class RubricJudge:
         if len(ratings) != len(self.skills):
             return Score(math.nan, f"unparsed verdict: {record.error or record.output[:200]}")
         return Score(sum(ratings.values()) / len(ratings) / 5, json.dumps(ratings))
+
+    def summary(self, records: Sequence[QueryRecord]) -> dict[str, float]:
+        """Per skill, the mean 1-5 rating and its standard error over the samples the judge rated."""
+        from moa_lab.scoring._metrics import mean_stderr
+
+        ratings: dict[str, list[float]] = {k: [] for k in self.skills}
+        for r in records:
+            if r.score is None:
+                continue
+            try:
+                found = json.loads(r.score_explanation)
+            except json.JSONDecodeError:
+                continue
+            for k, v in found.items() if isinstance(found, dict) else ():
+                if k in ratings:
+                    ratings[k].append(float(v))
+        out: dict[str, float] = {}
+        for k, values in ratings.items():
+            if values:
+                out[f"skill/{k}"], out[f"skill/{k}_stderr"] = mean_stderr(values)
+        return out
 
 
 @scorer("judge-rubric")

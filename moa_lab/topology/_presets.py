@@ -229,9 +229,13 @@ def prompt_ensemble(
     temperature: float = 0.0,
     max_tokens: int = 16,
     task: str | None = None,
+    layers: int = 1,
 ) -> TopologySpec:
     """One model, k proposers that differ only in their few-shot examples (disjoint slices of the
-    pool, or of a built-in task's pool), then `vote` or an LLM aggregator (`synthesize`).
+    pool, or of a built-in task's pool), then `vote`, an LLM aggregator (`synthesize`) or an LLM
+    ranker that only picks one answer (`rank`). With `layers` > 1, each later layer has k proposers
+    that see the previous layer's answers: on a built-in task through the task's aggregator prompt,
+    its worked examples rotated per proposer so they differ; otherwise through the chat prompt.
 
     Args:
         model: the one model every proposer (and a `synthesize` aggregator) calls.
@@ -240,7 +244,9 @@ def prompt_ensemble(
         instruction: the system instruction (default: the shipped pool's, when `examples` is not given).
         per_proposer: examples per proposer: proposer i gets pool slice i.
         format: the prompt format: `qa` (a completion prompt) or `chat`.
-        aggregator: `vote` (majority of the answers) or `synthesize` (the model combines them).
+        aggregator: `vote` (majority of the answers), `synthesize` (the model combines them) or `rank`
+            (the model picks one answer).
+        layers: proposer layers; each after the first sees the previous layer's answers.
         temperature: the proposers' sampling temperature.
         max_tokens: every call's reply token limit.
         task: a built-in task whose instruction, format and example pool replace the above.
@@ -258,14 +264,37 @@ def prompt_ensemble(
                   examples=[list(e) if isinstance(e, (list, tuple)) else e for e in pool[i * per_proposer:(i + 1) * per_proposer]])
         for i in range(k)
     )
+    refine = tuple(_refining_layer(task, model, k, temperature, max_tokens) for _ in range(layers - 1))
     if aggregator == "vote":
         agg = AgentSpec(agent="vote")
+    elif aggregator == "rank":
+        agg = task_ranker(task, model) if task else AgentSpec(agent="rank", model=model)
     elif aggregator == "synthesize":
         agg = task_aggregator(task, model, max_tokens) if task else AgentSpec(
             agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="chat" if format == "chat" else "qa", system=instruction)
     else:
-        raise ConfigError(f"prompt-ensemble: aggregator must be 'vote' or 'synthesize', not {aggregator!r}")
-    return TopologySpec(name="prompt-ensemble", layers=(LayerSpec(proposers=proposers),), aggregator=agg)
+        raise ConfigError(f"prompt-ensemble: aggregator must be 'vote', 'synthesize' or 'rank', not {aggregator!r}")
+    return TopologySpec(name="prompt-ensemble", layers=(LayerSpec(proposers=proposers), *refine), aggregator=agg)
+
+
+def _refining_layer(task: str | None, model: str, k: int, temperature: float, max_tokens: int) -> LayerSpec:
+    if task is None:
+        return LayerSpec(proposers=tuple(_proposer(model, temperature, max_tokens) for _ in range(k)))
+    base = task_aggregator(task, model, max_tokens).args
+    examples = list(base["examples"])
+    return LayerSpec(proposers=tuple(
+        _proposer(model, temperature, max_tokens, format="qa", system=base["system"],
+                  examples=examples[i % len(examples):] + examples[:i % len(examples)])
+        for i in range(k)))
+
+
+def task_ranker(task: str, model: str) -> AgentSpec:
+    """The paper's LLM ranker for a built-in task: few-shot, it answers the number of a right proposal."""
+    examples = [{"input": e["input"], "proposals": e["proposals"],
+                 "output": str(list(e["proposals"]).index(e["output"]) + 1)}  # type: ignore[call-overload]
+                for e in builtin_task(task).aggregator_examples]
+    instruction = "Each question comes with proposed answers, some of them wrong. Give the position (1 for the first) of a correct one."
+    return AgentSpec(agent="rank", model=model, format="qa", system=instruction, examples=examples, max_tokens=4)
 
 
 @register("topology", "ranker")

@@ -63,6 +63,9 @@ class QueryRecord(BaseModel):
     proposal_scores: list[float | None] | None = None
     """The score of each layer-1 proposal, in layer order (a failed proposal scores 0; None: the
     scorer could not decide)."""
+    layer_scores: list[list[float | None]] | None = None
+    """The score of every layer's proposals, layer after layer (the first is `proposal_scores`), so
+    "does a later layer help" can be read from the run; None when proposals were not scored."""
     judge_calls: list[CallRecord] = Field(default_factory=list)
 
     @property
@@ -99,10 +102,10 @@ class QueryRecord(BaseModel):
 
     @property
     def oracle(self) -> float | None:
-        """The best layer-1 proposal's score ("any proposer right"), when proposals were scored."""
-        if self.proposal_scores is None:
-            return None
-        return max((s for s in self.proposal_scores if s is not None), default=0.0)
+        """The best layer-1 proposal's score ("any proposer right"), when proposals were scored and
+        the scorer decided at least one (an unscored run has no oracle)."""
+        decided = [s for s in self.proposal_scores or () if s is not None]
+        return max(decided) if decided else None
 
     @property
     def new_calls(self) -> int:

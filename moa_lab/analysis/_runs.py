@@ -1,0 +1,98 @@
+"""What every analysis shares: RunLogs gathered from files and run folders, and the result type
+(a table, a matplotlib Figure object and notes) written as a PNG and a CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moa_lab.core import ConfigError
+from moa_lab.tracking import RunLog, read_runlog
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass
+class Analysis:
+    """One analysis's result: its rows (the CSV), its figure (the PNG) and what it says in words."""
+
+    name: str
+    title: str
+    rows: list[dict[str, Any]]
+    figure: Figure
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        """`<name>.png` and `<name>.csv` in `folder`; returns both paths."""
+        folder.mkdir(parents=True, exist_ok=True)
+        png, table = folder / f"{self.name}.png", folder / f"{self.name}.csv"
+        self.figure.savefig(png, dpi=110, bbox_inches="tight")
+        write_csv(table, self.rows)
+        return png, table
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows as CSV, the columns in first-seen order."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def runlogs(paths: Iterable[Path]) -> list[RunLog]:
+    """Every RunLog named: a `.jsonl` file, or a run folder (each RunLog in it, in name order; a
+    study folder's trial RunLogs included)."""
+    out: list[RunLog] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.jsonl") if not p.name.startswith("."))
+            if not files:
+                raise ConfigError(f"{path}: no RunLog (*.jsonl) in this folder")
+            out += [read_runlog(p) for p in files]
+        else:
+            out.append(read_runlog(path))
+    if not out:
+        raise ConfigError("no RunLog given")
+    return out
+
+
+def scored(run: RunLog) -> bool:
+    """True when the run's answers were scored."""
+    return any(r.score is not None for r in run.records)
+
+
+def single_model(run: RunLog) -> str | None:
+    """The model of a one-call topology (one proposer, no aggregator), else None."""
+    layers = run.header.topology.get("layers", [])
+    if len(layers) != 1 or len(layers[0]["proposers"]) != 1 or run.header.topology.get("aggregator"):
+        return None
+    return str(layers[0]["proposers"][0].get("model", run.header.label))
+
+
+def models_of(run: RunLog) -> list[str]:
+    """Every model the run's topology calls, proposers first."""
+    topo = run.header.topology
+    agents = [a for layer in topo.get("layers", []) for a in layer["proposers"]]
+    agents += [topo["aggregator"]] if topo.get("aggregator") else []
+    return list(dict.fromkeys(str(a["model"]) for a in agents if a.get("model")))
+
+
+def clean(value: float) -> float | str:
+    """A float for a CSV cell: NaN written empty."""
+    return "" if isinstance(value, float) and math.isnan(value) else round(value, 6)
+
+
+def figure(width: float = 6.4, height: float = 4.2, cols: int = 1, rows: int = 1) -> tuple[Figure, Any]:
+    """A Figure object with rows x cols axes, flat when more than one (never pyplot: no global
+    backend or state)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols)
+    return fig, axes.ravel() if rows * cols > 1 else axes
