@@ -81,8 +81,9 @@ def test_quickstart_trials_store_what_they_ran_and_the_best_reproduces(tmp_path:
     exp = _quickstart(tmp_path, items=6, trials=8)
     gold = _answers(exp.spec.benchmark.tasks, 6)  # type: ignore[union-attr, arg-type]
     study = asyncio.run(run_study(exp, _models(exp, ScriptedClient(responder=_responder(gold)))))
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and "repeat_of" not in t.user_attrs]
     assert len(complete) == 8
+    assert len({t.user_attrs["key"] for t in complete}) == 8  # no topology evaluated twice
     for trial in complete:
         _stored_equals_evaluated(exp, trial)
     # the binding is real: a one-layer trial's proposers carry the task's examples, which differ by task

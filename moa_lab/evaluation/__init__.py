@@ -1,9 +1,9 @@
 """Evaluation: experiments (topologies x samples x scorer) run to RunLogs, with statistics."""
 
 from moa_lab.evaluation._evaluate import evaluate, score_record
-from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, TrackingSpec, project_root
+from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, SplitSpec, TrackingSpec, project_root
 from moa_lab.evaluation._runs import ExperimentRun, run_experiment, run_folder
-from moa_lab.evaluation._sources import Group, build_scorer, groups
+from moa_lab.evaluation._sources import Group, build_scorer, groups, split_samples
 from moa_lab.evaluation._summary import EvalSummary, summarize
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ExperimentRun",
     "ExperimentSpec",
     "Group",
+    "SplitSpec",
     "TrackingSpec",
     "build_scorer",
     "evaluate",
@@ -22,5 +23,6 @@ __all__ = [
     "run_experiment",
     "run_folder",
     "score_record",
+    "split_samples",
     "summarize",
 ]

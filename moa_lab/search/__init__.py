@@ -1,8 +1,9 @@
 """Search: Optuna studies over topologies under a hard budget (the only importer of optuna)."""
 
-from moa_lab.search._config import SearchConfig, search_config, study_dir
+from moa_lab.search._config import SearchConfig, search_config, search_split, study_dir
 from moa_lab.search._export import ExportedTrial, export_best
-from moa_lab.search._front import pareto, trial_table, write_front_plot
+from moa_lab.search._front import objectives, pareto, trial_table, write_front_plot
+from moa_lab.search._holdout import Measured, Recheck, recheck
 from moa_lab.search._ledger import LedgerBudget
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.search._study import load_study, open_study, run_study, study_budget
@@ -11,15 +12,20 @@ from moa_lab.search._trial import TrialResult
 __all__ = [
     "ExportedTrial",
     "LedgerBudget",
+    "Measured",
+    "Recheck",
     "SearchConfig",
     "SearchSpace",
     "TrialResult",
     "export_best",
     "load_study",
+    "objectives",
     "open_study",
     "pareto",
+    "recheck",
     "run_study",
     "search_config",
+    "search_split",
     "study_budget",
     "study_dir",
     "suggest",
