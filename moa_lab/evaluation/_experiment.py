@@ -24,14 +24,16 @@ class BudgetSpec(BaseModel):
 
 
 class SplitSpec(BaseModel):
-    """A seeded split of every group's samples: `holdout` of them (by a hash of seed and sample id,
-    so the split does not depend on sample order) are held out; `part` says which side to run."""
+    """A seeded split of every group's samples: the `exclude`d ids are left out (e.g. the questions
+    a router was trained on), then `holdout` of the rest (by a hash of seed and sample id, so the
+    split does not depend on sample order) are held out; `part` says which side to run."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    holdout: float = Field(gt=0, lt=1)
+    holdout: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     part: Literal["search", "holdout"] = "search"
+    exclude: tuple[str, ...] = ()
 
 
 class BenchmarkSpec(BaseModel):

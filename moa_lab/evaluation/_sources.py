@@ -43,7 +43,8 @@ def groups(exp: Experiment) -> list[Group]:
     split = exp.spec.benchmark.split if exp.spec.benchmark is not None else None
     if split is None:
         return out
-    sides = [split_samples(g.samples, split.holdout, split.seed) for g in out]
+    left_out = set(split.exclude)
+    sides = [split_samples([s for s in g.samples if s.id not in left_out], split.holdout, split.seed) for g in out]
     return [Group(g.task, held if split.part == "holdout" else kept, g.scorer) for g, (kept, held) in zip(out, sides)]
 
 

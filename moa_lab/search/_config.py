@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -51,8 +52,12 @@ class SearchConfig(BaseModel):
         return self
 
     def split(self, part: Literal["search", "holdout"] = "search") -> SplitSpec | None:
-        """The benchmark split the study runs on (`search`), or the one it keeps back."""
-        return SplitSpec(holdout=self.holdout, seed=self.seed, part=part) if self.holdout else None
+        """The benchmark split the study runs on (`search`), or the one it keeps back; a router
+        study leaves out the questions its router was trained on."""
+        trained = _trained_on(self.space.router.path) if self.space.router is not None else ()
+        if not self.holdout and not trained:
+            return None
+        return SplitSpec(holdout=self.holdout or 0.0, seed=self.seed, part=part, exclude=trained)
 
 
 def search_config(exp: Experiment) -> SearchConfig:
@@ -74,6 +79,18 @@ def search_config(exp: Experiment) -> SearchConfig:
     # a router's path is relative to the experiment file, like every other path in it
     space = config.space.model_copy(update={"router": router.model_copy(update={"path": str(exp.path(router.path))})})
     return config.model_copy(update={"space": space})
+
+
+@functools.cache
+def _trained_on(path: str) -> tuple[str, ...]:
+    """The sample ids a router artifact was trained on (it lists them since it is written)."""
+    from moa_lab.selection import Router
+
+    ids = Router.load(path).meta.get("training", {}).get("query_ids")
+    if ids is None:
+        raise ConfigError(f"{path}: the router does not list the questions it was trained on, so a study could score on "
+                          "them; train it again (`moa-lab router train`) to tune it")
+    return tuple(ids)
 
 
 def search_split(exp: Experiment, config: SearchConfig, part: Literal["search", "holdout"] = "search") -> Experiment:

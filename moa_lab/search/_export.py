@@ -44,8 +44,12 @@ def export_best(exp: Experiment, result: TrialResult, folder: Path) -> ExportedT
         topologies.append(path)
     experiment = folder / "best_experiment.yaml"
     split = search_config(exp).split("search")
-    judged = (f"# Judged on the search split: benchmark.split keeps the {1 - split.holdout:.0%} of questions the study searched on\n"
-              f"# (part: holdout gives the {split.holdout:.0%} it never saw).\n") if split else ""
+    judged = ""
+    if split is not None:
+        judged = "# Judged on the study's search split (benchmark.split, part: search)"
+        judged += f"; part: holdout gives the {split.holdout:.0%} of questions the study never saw" if split.holdout else ""
+        judged += f"; the {len(split.exclude)} questions its router was trained on are left out" if split.exclude else ""
+        judged += ".\n"
     note = (f"# Trial {result.number} of the study {exp.spec.name!r} ({exp.source}), written by `moa-lab pareto`:\n"
             f"# `moa-lab eval` on this file evaluates what the trial evaluated. Relative paths are relative to this file.\n"
             + judged)

@@ -1,0 +1,101 @@
+"""The held-out protocol: a seeded split the study never sees, the front re-checked on it with
+intervals, and the exported best stating (and reproducing) the split it was judged on."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from moa_lab.core import Sample
+from moa_lab.evaluation import Experiment, groups, run_experiment, split_samples
+from moa_lab.models import Price, PriceTable
+from moa_lab.search import export_best, pareto, recheck, run_study, search_config, study_dir
+from moa_lab.search._holdout import best_at_most, best_single, cheapest_at_least
+from moa_lab.testing import ScriptedClient
+from moa_lab.tracking import read_runlog
+
+POOL = ["fake/a", "fake/b", "fake/c"]
+
+
+def test_the_split_is_seeded_disjoint_and_independent_of_order() -> None:
+    samples = [Sample(f"q{i}", "t", str(i)) for i in range(100)]
+    search, held = split_samples(samples, 0.3, seed=0)
+    assert len(held) == 30 and len(search) == 70 and not {s.id for s in search} & {s.id for s in held}
+    again, held_again = split_samples(list(reversed(samples)), 0.3, seed=0)
+    assert {s.id for s in held_again} == {s.id for s in held}
+    assert {s.id for s in split_samples(samples, 0.3, seed=1)[1]} != {s.id for s in held}
+
+
+def _experiment(tmp_path: Path) -> Experiment:
+    data = tmp_path / "data" / "q.jsonl"
+    data.parent.mkdir()
+    data.write_text("".join(json.dumps({"id": str(i), "input": f"question {i}", "target": "yes"}) + "\n" for i in range(40)))
+    body = {"name": "h", "benchmark": {"kind": "jsonl", "path": "../data/q.jsonl"}, "scorer": "exact", "tracking": {"mlflow": False},
+            "search": {"trials": 5, "holdout": 0.25, "seed": 3, "space": {"pool": POOL, "proposers": [1, 3], "aggregators": ["vote"]}}}
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "pyproject.toml").write_text("")
+    (tmp_path / "project" / "exp.yaml").write_text(yaml.safe_dump(body))
+    return Experiment.load(tmp_path / "project" / "exp.yaml")
+
+
+def _answer(request):  # type: ignore[no-untyped-def]
+    skill = {"a": 0.9, "b": 0.6, "c": 0.3}[request.model]
+    draw = hashlib.sha256(f"{request.model}|{request.messages[-1].content}".encode()).digest()[0] / 256
+    return "yes" if draw < skill else "no"
+
+
+def _models(exp: Experiment):  # type: ignore[no-untyped-def]
+    models = exp.model_set(use_cache=False)
+    models.cache = None
+    models.prices = PriceTable({"a": Price(9.0, 9.0), "b": Price(3.0, 3.0), "c": Price(1.0, 1.0)})
+    models.add_client("fake", ScriptedClient(responder=_answer))
+    return models
+
+
+def test_the_study_never_sees_the_held_out_questions_and_pareto_rechecks_on_them(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    config = search_config(exp)
+    held_ids = {s.id for s in split_samples(groups(exp)[0].samples, 0.25, seed=3)[1]}
+    study = asyncio.run(run_study(exp, _models(exp)))
+    seen = {r.id for log in study_dir(exp).glob("trial-*.jsonl") for r in read_runlog(log).records}
+    assert len(seen) == 30 and not seen & held_ids
+
+    front = pareto(study)
+
+    async def check():  # type: ignore[no-untyped-def]
+        models = _models(exp)
+        async with models:
+            return await recheck(exp, config, models, front)
+
+    rows = asyncio.run(check())
+    for row, result in zip(rows, front):
+        assert row.search is not None and row.held is not None
+        assert row.search.quality.mean == result.values["quality"] and row.search.quality.n == 30
+        assert row.held.quality.n == 10 and row.held.quality.low <= row.held.quality.mean <= row.held.quality.high
+        assert row.optimism == row.search.quality.mean - row.held.quality.mean
+        held_log = study_dir(exp) / "holdout" / f"trial-{result.number}.jsonl"
+        assert {r.id for r in read_runlog(held_log).records} == held_ids
+    single = best_single(front)
+    if single is not None:  # questions are answered on held-out numbers
+        ref = rows[front.index(single)]
+        found = cheapest_at_least(rows, ref.held.quality.mean)  # type: ignore[union-attr]
+        assert found is not None and found.held.usd_per_query <= ref.held.usd_per_query  # type: ignore[union-attr]
+    cheapest = min(rows, key=lambda r: r.held.usd_per_query)  # type: ignore[union-attr]
+    assert best_at_most(rows, cheapest.held.usd_per_query) is not None  # type: ignore[union-attr]
+
+
+def test_the_exported_best_states_its_split_and_reproduces_from_another_folder(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    study = asyncio.run(run_study(exp, _models(exp)))
+    best = pareto(study)[0]
+    written = export_best(exp, best, tmp_path / "elsewhere" / "best")
+    body = yaml.safe_load(written.experiment.read_text())
+    assert body["benchmark"]["split"] == {"holdout": 0.25, "seed": 3, "part": "search", "exclude": []}
+    assert not Path(body["benchmark"]["path"]).is_absolute()
+    again = Experiment.load(written.experiment)
+    [summary] = asyncio.run(run_experiment(again, _models(again))).summaries
+    assert summary.samples == 30 and summary.quality is not None and summary.quality.mean == best.values["quality"]
