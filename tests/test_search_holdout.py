@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from moa_lab.core import Sample
@@ -99,3 +103,38 @@ def test_the_exported_best_states_its_split_and_reproduces_from_another_folder(t
     again = Experiment.load(written.experiment)
     [summary] = asyncio.run(run_experiment(again, _models(again))).summaries
     assert summary.samples == 30 and summary.quality is not None and summary.quality.mean == best.values["quality"]
+
+
+@pytest.mark.slow
+def test_the_replayed_gsm8k_study_is_unbiased_and_its_front_is_rechecked(data_dir: Path, tmp_path: Path) -> None:
+    """The real GSM8K study file (fewer trials): every model drawn, sizes spread, no topology twice,
+    and `moa-lab pareto` answers on held-out questions."""
+    source = Path(__file__).resolve().parents[1] / "experiments" / "search_gsm8k_replay.yaml"
+    body = yaml.safe_load(source.read_text())
+    body["output"] = str(tmp_path / "runs")
+    body["search"]["trials"] = 25
+    path = source.parent / f".test-holdout-{os.getpid()}.yaml"  # beside the original: the same relative data paths
+    path.write_text(yaml.safe_dump(body))
+    try:
+        env = {**os.environ, "COLUMNS": "240", "MOA_LAB_CACHE_DIR": str(tmp_path / "cache")}
+        run = [sys.executable, "-m", "moa_lab.cli"]
+        done = subprocess.run([*run, "search", str(path)], capture_output=True, text=True, env=env, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        exp = Experiment.load(path)
+        import optuna
+
+        study = optuna.load_study(study_name=exp.spec.name, storage=optuna.storages.journal.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study_dir(exp) / "journal.log"))))
+        first = [t for t in study.trials if t.state.name == "COMPLETE" and "repeat_of" not in t.user_attrs]
+        assert len(first) == 25 and len({t.user_attrs["key"] for t in first}) == 25
+        drawn = [[a["model"] for a in t.user_attrs["spec"]["layers"][0]["proposers"]] for t in first]
+        assert {m for d in drawn for m in d} == set(body["search"]["space"]["pool"])
+        assert len({len(d) for d in drawn[3:]}) >= 5  # past the baselines, sizes spread over 1..18
+        done = subprocess.run([*run, "pareto", str(path), "--match-quality", "best-single", "--max-cost",
+                               "replay/gpt-4o-mini-2024-07-18", "--out", str(tmp_path / "best")],
+                              capture_output=True, text=True, env=env, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "held-out quality" in done.stdout and "cheapest at or above held-out quality" in done.stdout
+        assert "most accurate at or under held-out" in done.stdout
+    finally:
+        path.unlink()

@@ -115,3 +115,13 @@ def test_latency_is_refused_as_an_objective_on_replayed_models(tmp_path: Path) -
     with pytest.raises(ConfigError, match="latency"):
         search_config(Experiment.load(tmp_path / "exp.yaml"))
     assert search_config(exp).objectives == ("quality", "usd", "latency")  # a scripted endpoint is not a replay
+
+
+def test_trials_over_the_cost_constraint_are_kept_off_the_front(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path, pool=["fake/a", "fake/b"], trials=3, proposers=[1, 2], max_cost_per_query=1e-4)
+    client = ScriptedClient(responder=lambda r: "yes" if r.model == "b" else "no")
+    study = asyncio.run(run_study(exp, _models(exp, client, {"fake/a": 1.0, "fake/b": 100.0})))
+    costs = {t.number: t.user_attrs["cost_per_query_usd"] for t in study.trials if "cost_per_query_usd" in t.user_attrs}
+    front = pareto(study)
+    assert front and all(costs[r.number] <= 1e-4 for r in front)
+    assert any(cost > 1e-4 for cost in costs.values())  # b alone is better but dearer than allowed

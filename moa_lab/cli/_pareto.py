@@ -60,25 +60,26 @@ def pareto_(
         return rows, ref, alone
 
     rows, ref, alone = asyncio.run(measure())
-    _show(rows, objectives(study), config.holdout)
+    pool = config.space.pool
+    _show(rows, objectives(study), config.holdout, config.space.pool)
     side = "held-out" if config.holdout else "search-split"
     if match_quality is not None:
         if match_quality == "best-single":
             if ref is None:
                 raise ConfigError("--match-quality best-single: the study has no single-model trial")
-            console.print(f"best single model: {_line(ref)}")
+            console.print(f"best single model: {_line(ref, pool)}")
             threshold = ref.judged.quality.mean
         else:
             threshold = float(match_quality)
         found = cheapest_at_least(rows + ([ref] if ref else []), threshold)
-        console.print(f"cheapest at or above {side} quality {threshold:.3f}: " + (_line(found) if found else "none"))
+        console.print(f"cheapest at or above {side} quality {threshold:.3f}: " + (_line(found, pool) if found else "none"))
     if max_cost is not None:
         pool = rows + ([alone] if alone else [])
         if alone is not None:
-            console.print(f"{model} alone: {_line(alone)}")
+            console.print(f"{model} alone: {_line(alone, pool)}")
         limit = alone.judged.usd_per_query if alone is not None else float(max_cost)
         found = best_at_most(pool, limit)
-        console.print(f"most accurate at or under {side} ${limit:.2e}/query: " + (_line(found) if found else "none"))
+        console.print(f"most accurate at or under {side} ${limit:.2e}/query: " + (_line(found, pool) if found else "none"))
     folder = out or exp.output_dir() / exp.spec.name
     written = export_best(exp, results[0], folder)
     plot = write_front_plot(study, folder / "pareto.png")
@@ -88,7 +89,7 @@ def pareto_(
     console.print(f"plot:              {_shown(plot)}")
 
 
-def _show(rows: list[Any], objectives: list[str], holdout: float | None) -> None:
+def _show(rows: list[Any], objectives: list[str], holdout: float | None, pool: tuple[str, ...]) -> None:
     from rich.table import Table
 
     title = f"Pareto front of {', '.join(objectives)}, chosen on the search split"
@@ -99,13 +100,13 @@ def _show(rows: list[Any], objectives: list[str], holdout: float | None) -> None
     for r in rows:
         table.add_row(r.label.removeprefix("trial "), str(r.search.quality) if r.search else "-", str(r.held.quality) if r.held else "-",
                       f"{r.optimism:+.3f}" if r.optimism is not None else "-", f"{r.held.usd_per_query:.2e}" if r.held else "-",
-                      describe(r.spec))
+                      describe(r.spec, pool))
     console.print(table)
 
 
-def _line(row: Any) -> str:
+def _line(row: Any, pool: tuple[str, ...]) -> str:
     side = "held-out" if row.held else "search split"
-    return f"{row.label}, {side} quality {row.judged.quality} at ${row.judged.usd_per_query:.2e}/query, {describe(row.spec)}"
+    return f"{row.label}, {side} quality {row.judged.quality} at ${row.judged.usd_per_query:.2e}/query, {describe(row.spec, pool)}"
 
 
 def _is_number(text: str) -> bool:

@@ -36,19 +36,19 @@ def search(
         cmd += (["--trials", str(trials)] if trials else []) + (["--storage", storage] if storage else [])
         procs = [subprocess.Popen(cmd) for _ in range(workers)]
         codes = [p.wait() for p in procs]
-        _show_front(pareto(load_study(exp, storage)), search_config(exp).objectives)
+        _show_front(pareto(load_study(exp, storage)), search_config(exp).objectives, search_config(exp).space.pool)
         if any(codes):
             raise typer.Exit(max(codes))
         return
 
-    shown = search_config(exp).objectives
+    shown, pool = search_config(exp).objectives, search_config(exp).space.pool
 
     def show(result: TrialResult) -> None:
         if result.repeat_of is not None:
             console.print(f"trial {result.number:>3}: repeats trial {result.repeat_of} (answered from its record, not paid or counted)")
             return
         spent = models.budget.spent_usd if models.budget is not None else 0.0
-        console.print(f"trial {result.number:>3}: {_values(result.values, shown)} · {describe(result.spec)} · study spent ${spent:.4f}")
+        console.print(f"trial {result.number:>3}: {_values(result.values, shown)} · {describe(result.spec, pool)} · study spent ${spent:.4f}")
 
     tracker = None
     if exp.spec.tracking.mlflow:
@@ -62,7 +62,7 @@ def search(
             return await run_study(exp, models, trials=trials, storage=storage, resume=resume, on_trial=show, tracker=tracker)
 
     study = asyncio.run(main())
-    _show_front(pareto(study), shown)
+    _show_front(pareto(study), shown, pool)
     if models.budget is not None:
         console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
     console.print(f"dashboard: optuna-dashboard {study_storage_hint(exp, storage)}")
@@ -92,27 +92,33 @@ def _values(values: dict[str, float], objectives: Any) -> str:
     return " · ".join(out)
 
 
-def describe(spec: Any) -> str:
+def describe(spec: Any, pool: tuple[str, ...] = ()) -> str:
     """A topology on one line with every knob a study varies: models per layer (a model sampled k
-    times as `model×k`), the aggregator (and its model), temperature and max_tokens."""
+    times as `model×k`; most of `pool` as `all 18 but x,y`), the aggregator (and its model),
+    temperature and max_tokens."""
     agg = spec.aggregator.label if spec.aggregator else "-"
     if spec.selector is not None and spec.selector.kind == "learned":
         knobs = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.selector.args.items() if k != "path")
         return escape(f"learned({knobs}) over {len(spec.layers[0].proposers)} -> {agg}")
     layers = []
     for layer in spec.layers:
-        names = [str(a.args.get("model", a.agent)).split("/")[-1] for a in layer.proposers]
+        models = [str(a.args.get("model", a.agent)) for a in layer.proposers]
+        missing = [m.split("/")[-1] for m in pool if m not in models]
+        if len(pool) > 3 and len(set(models)) == len(models) and set(models) <= set(pool) and len(missing) < len(models):
+            layers.append(f"all {len(pool)}" + (f" but {','.join(missing)}" if missing else ""))
+            continue
+        names = [m.split("/")[-1] for m in models]
         layers.append(",".join(n if names.count(n) == 1 else f"{n}×{names.count(n)}" for n in dict.fromkeys(names)))
     knobs = {f"{k}={v}" for layer in spec.layers for a in layer.proposers for k, v in a.args.items() if k in ("temperature", "max_tokens")}
     return escape(f"[{' | '.join(layers)}] -> {agg}" + (f" · {' '.join(sorted(knobs, reverse=True))}" if knobs else ""))
 
 
-def _show_front(results: list[Any], objectives: Any) -> None:
+def _show_front(results: list[Any], objectives: Any, pool: tuple[str, ...]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Pareto front of {', '.join(objectives)} (search split)", title_justify="left", box=None)
     for col in ("trial", "objectives", "topology"):
         table.add_column(col, justify="left" if col != "trial" else "right")
     for r in results:
-        table.add_row(str(r.number), _values(r.values, objectives), describe(r.spec))
+        table.add_row(str(r.number), _values(r.values, objectives), describe(r.spec, pool))
     console.print(table)

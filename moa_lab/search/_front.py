@@ -25,7 +25,7 @@ def _candidates(study: Any) -> list[Any]:
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         attrs = t.user_attrs
-        feasible = all(c <= 0 for c in t.system_attrs.get("constraints", ()) or ())
+        feasible = all(v <= 0 for k, v in t.system_attrs.items() if k.startswith("constraints:"))  # optuna's constraint keys
         if attrs.get("fidelity", "full") == "full" and "repeat_of" not in attrs and "quality" in attrs and feasible:
             out.append(t)
     return out

@@ -188,7 +188,7 @@ async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, stu
             study.tell(trial, state=state.FAIL)
             return "stop"
     if config.max_cost_per_query is not None:
-        trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
+        trial.set_constraint("max_cost_per_query", values["cost_per_query_usd"] - config.max_cost_per_query)
     if config.mode == "penalty":
         study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
     else:
