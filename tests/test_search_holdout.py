@@ -18,6 +18,8 @@ from moa_lab.core import Sample
 from moa_lab.evaluation import Experiment, groups, run_experiment, split_samples
 from moa_lab.models import Price, PriceTable
 from moa_lab.search import export_best, pareto, recheck, run_study, search_config, study_dir
+from moa_lab.search import TrialResult
+from moa_lab.search._front import _candidates
 from moa_lab.search._holdout import best_at_most, best_single, cheapest_at_least
 from moa_lab.testing import ScriptedClient
 from moa_lab.tracking import read_runlog
@@ -69,13 +71,14 @@ def test_the_study_never_sees_the_held_out_questions_and_pareto_rechecks_on_them
     assert len(seen) == 30 and not seen & held_ids
 
     front = pareto(study)
+    trials = [TrialResult.from_trial(t) for t in _candidates(study)]
 
     async def check():  # type: ignore[no-untyped-def]
         models = _models(exp)
         async with models:
-            return await recheck(exp, config, models, front)
+            return await recheck(exp, config, models, front), await best_single(exp, config, models, trials)
 
-    rows = asyncio.run(check())
+    rows, ref = asyncio.run(check())
     for row, result in zip(rows, front):
         assert row.search is not None and row.held is not None
         assert row.search.quality.mean == result.values["quality"] and row.search.quality.n == 30
@@ -83,13 +86,14 @@ def test_the_study_never_sees_the_held_out_questions_and_pareto_rechecks_on_them
         assert row.optimism == row.search.quality.mean - row.held.quality.mean
         held_log = study_dir(exp) / "holdout" / f"trial-{result.number}.jsonl"
         assert {r.id for r in read_runlog(held_log).records} == held_ids
-    single = best_single(front)
-    if single is not None:  # questions are answered on held-out numbers
-        ref = rows[front.index(single)]
-        found = cheapest_at_least(rows, ref.held.quality.mean)  # type: ignore[union-attr]
-        assert found is not None and found.held.usd_per_query <= ref.held.usd_per_query  # type: ignore[union-attr]
+    # the best single model is chosen among all three alone on the search split: a (right 90% of the time)
+    assert ref.spec.layers[0].proposers[0].args["model"] == "fake/a"
+    assert ref.search is not None and ref.held is not None and ref.held.quality.n == 10
+    found = cheapest_at_least([*rows, ref], ref.held.quality.mean)  # questions are answered on held-out numbers
+    assert found is not None and found.held.usd_per_query <= ref.held.usd_per_query  # type: ignore[union-attr]
     cheapest = min(rows, key=lambda r: r.held.usd_per_query)  # type: ignore[union-attr]
-    assert best_at_most(rows, cheapest.held.usd_per_query) is not None  # type: ignore[union-attr]
+    affordable = best_at_most(rows, cheapest.held.usd_per_query)  # type: ignore[union-attr]
+    assert affordable is not None and affordable.held.quality.mean >= cheapest.held.quality.mean  # type: ignore[union-attr]
 
 
 def test_the_exported_best_states_its_split_and_reproduces_from_another_folder(tmp_path: Path) -> None:

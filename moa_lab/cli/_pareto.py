@@ -21,7 +21,7 @@ def pareto_(
     out: Annotated[Optional[Path], typer.Option(help="Folder for the best topology, its experiment and the plot.")] = None,
     match_quality: Annotated[Optional[str], typer.Option(
         help="Report the cheapest configuration with at least this held-out quality: a number, or `best-single` "
-             "(the held-out quality of the study's best single-model trial).")] = None,
+             "(every pool model alone, the best on the search split, its held-out quality).")] = None,
     max_cost: Annotated[Optional[str], typer.Option(
         help="Report the most accurate configuration at or under this held-out $ per query: a number, or a pool "
              "model (its own $ per query; the model alone is a candidate too).")] = None,
@@ -47,7 +47,6 @@ def pareto_(
         raise ConfigError(f"study {exp.spec.name!r} has no trial evaluated on the full set yet")
     trials = [TrialResult.from_trial(t) for t in _candidates(study)]
     models = exp.model_set(budget=study_budget(exp, storage))
-    reference = best_single(trials) if match_quality == "best-single" else None
     model = max_cost if max_cost is not None and not _is_number(max_cost) else None
     if model is not None and model not in config.space.pool:
         raise ConfigError(f"--max-cost {model}: neither a number nor a pool model of the study")
@@ -55,7 +54,7 @@ def pareto_(
     async def measure() -> tuple[list[Any], Any, Any]:
         async with models:
             rows = await recheck(exp, config, models, results)
-            ref = (await recheck(exp, config, models, [reference]))[0] if reference is not None else None
+            ref = await best_single(exp, config, models, trials) if match_quality == "best-single" else None
             alone = await single(exp, config, models, model, trials) if model is not None else None
         return rows, ref, alone
 
@@ -65,20 +64,19 @@ def pareto_(
     side = "held-out" if config.holdout else "search-split"
     if match_quality is not None:
         if match_quality == "best-single":
-            if ref is None:
-                raise ConfigError("--match-quality best-single: the study has no single-model trial")
-            console.print(f"best single model: {_line(ref, pool)}")
+            assert ref is not None
+            console.print(f"best single model (chosen on the search split): {_line(ref, pool)}")
             threshold = ref.judged.quality.mean
         else:
             threshold = float(match_quality)
         found = cheapest_at_least(rows + ([ref] if ref else []), threshold)
         console.print(f"cheapest at or above {side} quality {threshold:.3f}: " + (_line(found, pool) if found else "none"))
     if max_cost is not None:
-        pool = rows + ([alone] if alone else [])
+        candidates = rows + ([alone] if alone else [])
         if alone is not None:
             console.print(f"{model} alone: {_line(alone, pool)}")
         limit = alone.judged.usd_per_query if alone is not None else float(max_cost)
-        found = best_at_most(pool, limit)
+        found = best_at_most(candidates, limit)
         console.print(f"most accurate at or under {side} ${limit:.2e}/query: " + (_line(found, pool) if found else "none"))
     folder = out or exp.output_dir() / exp.spec.name
     written = export_best(exp, results[0], folder)

@@ -59,34 +59,44 @@ async def recheck(exp: Experiment, config: SearchConfig, models: ModelSet, resul
     return [await _measure(exp, config, models, f"trial {r.number}", r.spec, r.tasks, r.number, r) for r in results]
 
 
-async def single(exp: Experiment, config: SearchConfig, models: ModelSet, model: str, trials: list[TrialResult]) -> Recheck:
-    """`model` alone as the study's space would run it: the study's trial of it when there is one,
-    else measured on the held-out split only."""
+async def single(exp: Experiment, config: SearchConfig, models: ModelSet, model: str, trials: list[TrialResult],
+                 *, search: bool = False, held: bool = True) -> Recheck:
+    """`model` alone as the study's space runs it: the study's trial of it when there is one, else
+    measured on the held-out split (and, with `search`, on the search split too, into `singles/`)."""
     spec = single_spec(config.space, model)
     for r in trials:
         if _same(r.spec, spec):
-            return await _measure(exp, config, models, f"trial {r.number}", r.spec, r.tasks, r.number, r)
+            return await _measure(exp, config, models, f"trial {r.number}", r.spec, r.tasks, r.number, r, held=held)
     tasks = trials[0].tasks if trials else ()
-    return await _measure(exp, config, models, model.split("/")[-1], spec, tasks, f"single-{_slug(model)}", None)
+    name = f"single-{_slug(model)}"
+    measured = None
+    if search:
+        part = search_split(exp, config)
+        await evaluate_trial(part, name, spec, tasks, models, study_dir(exp) / "singles", groups(part))
+        measured = Measured.of(trial_records(study_dir(exp) / "singles", name))
+    row = await _measure(exp, config, models, f"{model.split('/')[-1]} alone", spec, tasks, name, None, held=held)
+    return Recheck(row.label, spec, measured, row.held, None)
+
+
+async def best_single(exp: Experiment, config: SearchConfig, models: ModelSet, trials: list[TrialResult]) -> Recheck:
+    """Every pool model alone on the search split (the study's own trial where it has one, the rest
+    evaluated through the cache): the best there, re-checked on the held-out split."""
+    rows = {m: await single(exp, config, models, m, trials, search=True, held=False) for m in config.space.pool}
+    model = max(rows, key=lambda m: (rows[m].search.quality.mean, -rows[m].search.usd_per_query))  # type: ignore[union-attr]
+    return await single(exp, config, models, model, trials, search=True)
 
 
 async def _measure(exp: Experiment, config: SearchConfig, models: ModelSet, label: str, spec: TopologySpec,
-                   tasks: tuple[str, ...], number: int | str, trial: TrialResult | None) -> Recheck:
-    """One configuration re-checked; `number` names its held-out RunLogs."""
+                   tasks: tuple[str, ...], number: int | str, trial: TrialResult | None, *, held: bool = True) -> Recheck:
+    """One configuration re-checked (on the held-out split unless `held` is false); `number` names its RunLogs."""
     search = Measured.of(trial_records(study_dir(exp), number)) if trial is not None else None
-    held = None
-    if config.holdout is not None:
+    out = None
+    if held and config.holdout is not None:
         part = search_split(exp, config, "holdout")
         folder = study_dir(exp) / "holdout"
         await evaluate_trial(part, number, spec, tasks, models, folder, groups(part))
-        held = Measured.of(trial_records(folder, number))
-    return Recheck(label, spec, search, held, trial)
-
-
-def best_single(results: list[TrialResult]) -> TrialResult | None:
-    """The single-model trial with the best search-split quality (the reference a mixture must beat)."""
-    singles = [r for r in results if len(r.spec.layers) == 1 and len(r.spec.layers[0].proposers) == 1 and r.spec.selector is None]
-    return max(singles, key=lambda r: (r.values["quality"], -r.values["cost_per_query_usd"])) if singles else None
+        out = Measured.of(trial_records(folder, number))
+    return Recheck(label, spec, search, out, trial)
 
 
 def cheapest_at_least(rows: list[Recheck], quality: float) -> Recheck | None:
