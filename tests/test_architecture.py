@@ -20,8 +20,10 @@ def test_import_linter_contracts_hold() -> None:
 
 
 def test_import_is_fast_and_light() -> None:
+    # CPU time, not wall time: other processes on a busy machine stretch the wall clock, not the
+    # work the import does
     code = (
-        "import sys, time, json; t = time.perf_counter(); import moa_lab; dt = time.perf_counter() - t; "
+        "import sys, time, json; t = time.process_time(); import moa_lab; dt = time.process_time() - t; "
         f"print(json.dumps({{'s': dt, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))"
     )
     best = None
@@ -29,7 +31,7 @@ def test_import_is_fast_and_light() -> None:
         out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
         assert out["heavy"] == []
         best = out["s"] if best is None else min(best, out["s"])
-    assert best is not None and best < 0.3, f"import moa_lab took {best:.3f} s"
+    assert best is not None and best < 0.3, f"import moa_lab took {best:.3f} s of CPU"
 
 
 def test_public_surface_is_short() -> None:

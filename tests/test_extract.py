@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from moa_lab.scoring._extract import extract_choice, extract_number, normalize_text, numbers_equal
+from moa_lab.answers import equal, extract_choice, extract_number, normalize_number, normalize_text
 
 # (what makes it tricky, recorded reply excerpt, expected extract_number)
 REAL_REPLIES: list[tuple[str, str, str | None]] = [
@@ -183,7 +183,7 @@ def test_extract_number_order_json_before_other_patterns() -> None:
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "equal"),
+    ("a", "b", "same"),
     [
         ("18", "18", True),
         ("18.00", "18", True),
@@ -195,13 +195,15 @@ def test_extract_number_order_json_before_other_patterns() -> None:
         ("18", "18.001", False),
         ("18", "-18", False),
         ("1114.62", "92", False),
-        ("abc", "abc", True),
+        ("1/3", "0.3333333", True),
+        ("18 apples", "$18", True),
+        ("abc", "abc", False),
         ("abc", "18", False),
     ],
 )
-def test_numbers_equal(a: str, b: str, equal: bool) -> None:
-    assert numbers_equal(a, b) is equal
-    assert numbers_equal(b, a) is equal
+def test_numbers_are_equal_by_normal_form(a: str, b: str, same: bool) -> None:
+    assert equal(normalize_number(a), normalize_number(b)) is same
+    assert equal(normalize_number(b), normalize_number(a)) is same
 
 
 @pytest.mark.parametrize(

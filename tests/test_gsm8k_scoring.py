@@ -13,7 +13,7 @@ import pytest
 
 from moa_lab.benchmarks._gsm8k import load_gsm8k, load_recorded_responses, recorded_models
 from moa_lab.core import ConfigError
-from moa_lab.scoring._extract import extract_number, numbers_equal
+from moa_lab.registry import build
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GSM8K = DATA / "gsm8k"
@@ -59,6 +59,7 @@ def test_accuracy_matches_published_for_every_model(gsm8k: Path) -> None:
     gold = {s.id: s.target for s in load_gsm8k(gsm8k)}
     published = _published(gsm8k)
     replies = load_recorded_responses(gsm8k)
+    numeric = build("scorer", "numeric")
     assert set(replies) == set(published), "recorded models and published_accuracy.json disagree"
 
     lines = [f"{'model':<30} {'ours':>7} {'published':>9} {'diff':>6}"]
@@ -66,8 +67,7 @@ def test_accuracy_matches_published_for_every_model(gsm8k: Path) -> None:
     for model in sorted(replies, key=lambda m: -published[m]):
         correct = 0
         for qid, target in gold.items():
-            got = extract_number(replies[model][qid])
-            correct += got is not None and target is not None and numbers_equal(got, target)
+            correct += target is not None and numeric.match(replies[model][qid], target)
         ours = 100.0 * correct / len(gold)
         diff = ours - published[model]
         lines.append(f"{model:<30} {ours:7.2f} {published[model]:9.2f} {diff:+6.2f}")

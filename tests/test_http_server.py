@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import http.client
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -152,14 +153,18 @@ async def test_attempts_count_identical_bodies(client: openai.AsyncOpenAI, serve
 
 
 async def test_concurrent_requests_overlap() -> None:
-    with OpenAITestServer(latency=0.2) as srv:
-        client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="test", max_retries=0, timeout=5.0)
-        start = time.perf_counter()
+    # no answer until all 20 are in the server at once: overlap shown without a wall-clock bound
+    barrier = threading.Barrier(20, timeout=60)
+
+    def reply(body: dict[str, Any]) -> str:
+        barrier.wait()
+        return f"{body['model']} answered"
+
+    with OpenAITestServer(responder=reply) as srv:
+        client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="test", max_retries=0, timeout=90.0)
         responses = await asyncio.gather(*(chat(client, f"m{i}") for i in range(20)))
-        elapsed = time.perf_counter() - start
         await client.close()
-    assert elapsed < 1.0, elapsed
-    assert srv.max_in_flight >= 10 and len(srv.calls) == 20
+    assert srv.max_in_flight == 20 and len(srv.calls) == 20
     assert sorted(r.model for r in responses) == sorted(f"m{i}" for i in range(20))
 
 

@@ -154,7 +154,7 @@ def test_run_in_sqlite_store(tmp_path: Path) -> None:
     logged = Path(client.download_artifacts(run_id, "runlog.jsonl", str(tmp_path / "dl"))).read_text()
     assert "secret-value" not in logged and len(logged.splitlines()) == 4
 
-    traces = mlflow.search_traces(locations=[tracker.experiment_id], run_id=run_id, return_type="list")
+    traces = list(MlflowClient(tracker.tracking_uri).search_traces(locations=[tracker.experiment_id], run_id=run_id))
     assert len(traces) == 3
     by_id = {t.info.tags["moa.query_id"]: t for t in traces}
     t0 = by_id["q0"]
@@ -324,7 +324,27 @@ def test_run_through_mlflow_server_on_postgresql(mlflow_server: str, tmp_path: P
     assert run.data.metrics["accuracy"] == pytest.approx(2 / 3)
     assert {"queries.json", "runlog.jsonl"} <= {a.path for a in client.list_artifacts(run_id)}
     assert (tmp_path / "server-artifacts").is_dir()
-    traces = mlflow.search_traces(locations=[tracker.experiment_id], run_id=run_id, return_type="list")
+    traces = list(MlflowClient(tracker.tracking_uri).search_traces(locations=[tracker.experiment_id], run_id=run_id))
     assert len(traces) == 3 and all(len(t.data.spans) == 7 for t in traces)
     root = next(s for s in traces[0].data.spans if s.parent_id is None)
     assert root.end_time_ns - root.start_time_ns == int(3e9)
+
+
+def test_a_tracker_leaves_no_global_setting_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    mlflow.set_tracking_uri(None)
+    tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="scoped")
+    tracker.start_run("run", params={})
+    assert os.environ["MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"] == "1"  # applied while the run is open
+    tracker.log_query(query(0))
+    tracker.end_run()
+    assert utils._tracking_uri is None and "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS" not in os.environ
+    from mlflow import MlflowClient
+
+    traces = MlflowClient(tracker.tracking_uri).search_traces(locations=[tracker.experiment_id])
+    assert len(traces) == 1  # the trace still reached the tracker's own store

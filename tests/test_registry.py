@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from moa_lab import ConfigError, aggregator, proposer
-from moa_lab.registry import build, names
+from moa_lab.registry import Kind, build, lookup, names, register
+from moa_lab.registry._kinds import BUILTINS
 
 
 def test_unknown_name_suggests_the_closest() -> None:
@@ -25,21 +26,25 @@ def test_missing_required_argument() -> None:
         build("selector", "first-k", {})
 
 
-def test_decorated_factory_registers_and_records_its_arguments() -> None:
+def test_decorated_factory_registers_and_receives_its_arguments() -> None:
     @proposer("echo-test")
-    def echo(model: str = "x", times: int = 1) -> object:
+    def echo(model: str = "x", times: int = 1) -> dict[str, object]:
         """Echo the query."""
+        return {"model": model, "times": times}
 
-        class Echo:
-            async def propose(self, query, ctx):  # type: ignore[no-untyped-def]
-                raise NotImplementedError
-
-        return Echo()
-
-    obj = build("proposer", "echo-test", {"times": 3})
-    assert obj.build_record.args == {"times": 3}
-    assert obj.build_record.name == "echo-test"
+    assert build("proposer", "echo-test", {"times": 3}) == {"model": "x", "times": 3}
     assert "echo-test" in names("proposer")
+    assert lookup("proposer", "echo-test").summary == "Echo the query."
+
+
+def test_an_unknown_kind_is_an_error_that_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError, match=r"unknown kind 'selecter'; did you mean 'selector'"):
+        names("selecter")
+    with pytest.raises(ConfigError, match=r"unknown kind 'agregator'; did you mean 'aggregator'"):
+        register("agregator")
+    with pytest.raises(ConfigError, match=r"unknown kind 'widget'; known: topology, proposer"):
+        build("widget", "x")
+    assert set(Kind) == set(BUILTINS)
 
 
 def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,5 +87,5 @@ def test_records_round_trip_and_totals_are_sums_of_calls(tmp_path: Path) -> None
 def test_a_bad_runlog_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"schema": "moa-lab/runlog", "version": 2, "label": "x"}) + "\n")
-    with pytest.raises(ConfigError, match=r"bad.jsonl: not a valid version-2 RunLog \(topology: Field required\)"):
+    with pytest.raises(ConfigError, match=r"bad.jsonl:1: not a valid version-2 RunLog line \(topology: Field required\)"):
         read_runlog(path)

@@ -1,6 +1,5 @@
 """Agents: proposers and aggregators, their decorators, prompts and built-ins."""
 
-from moa_lab.agents import _extractors as _extractors  # registers the built-in extractors
 from moa_lab.agents._agent import AgentContext, Aggregator, Proposer, aggregator, extractor, proposer
 from moa_lab.agents._builtin import AggregationError, PlainProposer, Rank, Synthesize, Vote
 from moa_lab.agents._prompts import Example, chat_messages, completion_prompt, references_block, template

@@ -64,5 +64,6 @@ def aggregator(name: str | None = None) -> Callable[[F], F]:
 
 
 def extractor(name: str | None = None) -> Callable[[F], F]:
-    """Register an answer extractor `(text) -> str` used by voting aggregators."""
+    """Register an answer extractor factory for votes: it returns a `(text) -> key` function ("" when
+    the text states no answer), such as a `moa_lab.answers.Extractor`; equal keys are one answer."""
     return register("extractor", name)

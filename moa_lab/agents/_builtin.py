@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from moa_lab.agents._prompts import (
     parse_choice,
     to_examples,
 )
+from moa_lab.answers import majority
 from moa_lab.core import Answer, CallRecord, ConfigError, MoaLabError, Proposal, Sampling
 from moa_lab.registry import build
 
@@ -179,19 +179,21 @@ class Vote:
     def __init__(self, extract: Callable[[str], str]) -> None:
         self.extract = extract
 
+    def choose(self, texts: Sequence[str]) -> tuple[int, int] | None:
+        """(position of the winning text, its votes), or None when no answer could be extracted."""
+        return majority([self.extract(t) for t in texts])
+
     async def aggregate(self, query: str, proposals: Sequence[Proposal], ctx: AgentContext) -> Answer:
         usable = _usable(proposals)
-        keys = [self.extract(p.text) for p in usable]
-        counts = Counter(k for k in keys if k)
-        if not counts:
+        chosen = self.choose([p.text for p in usable])
+        if chosen is None:
             return Answer(usable[0].text, ctx.agent, proposals.index(usable[0]), note="no answer extracted; took the first")
-        best = max(counts.values())
-        winner = next(i for i, k in enumerate(keys) if counts.get(k) == best)
-        note = f"{best}/{len(usable)} votes"
+        winner, votes = chosen
+        note = f"{votes}/{len(usable)} votes"
         return Answer(usable[winner].text, ctx.agent, proposals.index(usable[winner]), note=note)
 
 
 @aggregator("vote")
-def vote(extractor: str = "normalized") -> Vote:
-    """Majority vote over answers taken out by a registered extractor (normalized, number, ...)."""
+def vote(extractor: str = "exact") -> Vote:
+    """Majority vote over answers taken out by a registered extractor (exact, numeric, choice, ...)."""
     return Vote(build("extractor", extractor, where="extractor"))

@@ -1,34 +1,39 @@
-"""Answer extractors for voting: text -> the comparable answer. Pure functions."""
+"""The built-in answer extractors a `vote` names, one per pure scorer and under the same name, so a
+vote groups answers exactly as that scorer compares them (`moa_lab.answers`)."""
 
 from __future__ import annotations
 
-import re
-
 from moa_lab.agents._agent import extractor
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-@extractor("normalized")
-def normalized() -> object:
-    """First line, lower-cased, surrounding punctuation and spaces removed."""
-    return _normalized
+from moa_lab.answers import CHOICE, EXACT, NUMERIC, Extractor
 
 
-@extractor("number")
-def number() -> object:
-    """The last number in the text (commas dropped, trailing .0 removed); empty if none."""
-    return _last_number
+@extractor("numeric")
+def numeric() -> Extractor:
+    """The final number (JSON "answer", ####, "answer is", last number), as the numeric scorer reads it."""
+    return NUMERIC
 
 
-def _normalized(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0].strip().strip(" .,!?;:\"'`*").lower() if lines else ""
+@extractor("exact")
+def exact() -> Extractor:
+    """The first line, normalised (case, punctuation, articles) as the exact scorer compares it."""
+    return EXACT
 
 
-def _last_number(text: str) -> str:
-    found = _NUMBER.findall(text)
-    if not found:
-        return ""
-    value = found[-1].replace(",", "")
-    return value[:-2] if value.endswith(".0") else value
+@extractor("choice")
+def choice() -> Extractor:
+    """The choice letter, as the choice scorer reads it."""
+    return CHOICE
+
+
+def _alias(name: str, target: Extractor, doc: str) -> None:
+    def factory() -> Extractor:
+        return target
+
+    factory.__doc__ = doc
+    extractor(name)(factory)
+
+
+# Older names, kept because topology specs, RunLogs and search studies record them.
+_alias("answer", NUMERIC, "Same as numeric (the name the GSM8K experiments use).")
+_alias("number", NUMERIC, "Same as numeric (it used to be the last number in the text).")
+_alias("normalized", EXACT, "Same as exact (it used to keep articles and inner punctuation).")

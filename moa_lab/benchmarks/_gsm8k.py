@@ -23,17 +23,23 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line of a gzipped JSONL file."""
     if not path.is_file():
         raise ConfigError(f"GSM8K file not found: {path}")
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            yield n, row
+    n = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise ConfigError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                yield n, row
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}:{n + 1}: not UTF-8 text") from None
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"{path}: not a readable gzip file ({exc})") from None
 
 
 def _require(path: Path, n: int, row: dict[str, Any], *fields: str) -> None:

@@ -13,16 +13,29 @@ from moa_lab.core import ConfigError, Exchange, Sample
 def _open_text(path: Path) -> str:
     if not path.exists():
         raise ConfigError(f"dataset file not found: {path}")
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            return fh.read()
-    return path.read_text(encoding="utf-8")
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+
+
+def _json(path: Path, text: str, line: int | None = None) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{line or exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
 def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: str = "target", limit: int | None = None) -> list[Sample]:
     """Samples from JSONL rows {input, target?, id?, ...}; other fields become metadata."""
     path = Path(path)
     samples = []
+    lines: dict[str, int] = {}
     for n, line in enumerate(_open_text(path).splitlines(), 1):
         if not line.strip():
             continue
@@ -34,7 +47,11 @@ def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: st
             raise ConfigError(f"{path}:{n}: row has no {input_field!r} field")
         target = row.get(target_field)
         meta = {k: v for k, v in row.items() if k not in (input_field, target_field, "id")}
-        samples.append(Sample(str(row[input_field]), None if target is None else str(target), str(row.get("id", n)), meta))
+        sample_id = str(row.get("id", n))
+        if sample_id in lines:
+            raise ConfigError(f"{path}: lines {lines[sample_id]} and {n} have the same id {sample_id!r}; give each row its own id")
+        lines[sample_id] = n
+        samples.append(Sample(str(row[input_field]), None if target is None else str(target), sample_id, meta))
         if limit is not None and len(samples) >= limit:
             break
     return samples
@@ -43,7 +60,7 @@ def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: st
 def load_alpaca_eval(path: str | Path, *, limit: int | None = None) -> list[Sample]:
     """The instructions of an AlpacaEval `model_outputs.json` file; its output is kept as the reference."""
     path = Path(path)
-    rows = json.loads(_open_text(path))
+    rows = _json(path, _open_text(path))
     samples = [
         Sample(r["instruction"], None, str(i), {"reference": r.get("output"), "dataset": r.get("dataset")})
         for i, r in enumerate(rows)
@@ -73,15 +90,15 @@ def load_mt_bench(path: str | Path, *, references: str | Path | None = None, lim
     """
     refs: dict[str, list[str]] = {}
     if references is not None:
-        for line in _open_text(Path(references)).splitlines():
+        for n, line in enumerate(_open_text(Path(references)).splitlines(), 1):
             if line.strip():
-                row = json.loads(line)
+                row = _json(Path(references), line, n)
                 refs[str(row["question_id"])] = list(row["choices"][0]["turns"])
     samples = []
     for n, line in enumerate(_open_text(Path(path)).splitlines(), 1):
         if not line.strip():
             continue
-        row = json.loads(line)
+        row = _json(Path(path), line, n)
         if "turns" not in row or len(row["turns"]) != 2:
             raise ConfigError(f"{path}:{n}: an MT-Bench question has two turns")
         qid = str(row["question_id"])

@@ -28,6 +28,8 @@ app.add_typer(router_app, name="router")
 # piped output (CI logs, files) gets room for the result tables instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 state = {"debug": False}
+FAILED_EXIT = 3
+"""The exit status of `run`, `eval` and `search` when any sample or trial failed."""
 
 
 @app.callback()
@@ -77,59 +79,42 @@ def ask(
         raise typer.Exit(1)
 
 
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept.")]
-NoMlflow = Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")]
-TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]
-Concurrency = Annotated[Optional[int], typer.Option(help="Queries in flight at once.")]
-Output = Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")]
+RUN_HELP = """Run an experiment's topologies over its samples: the answers, accuracy against the targets
+(when the samples have them), tokens and $; every trace in a RunLog of a new run folder. Tracked in
+MLflow when the file has a tracking: section."""
+EVAL_HELP = """Evaluate every topology of an experiment on its samples: quality with CIs, cost, latency.
+The same run as `moa-lab run`, tracked in MLflow by default. Each invocation is a new run (a folder
+of RunLogs and an MLflow run); --resume continues the latest unfinished one."""
 
 
-@app.command()
-def run(
+def run_or_eval(
+    ctx: typer.Context,
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML (see experiments/).")],
-    resume: Resume = False,
-    no_mlflow: NoMlflow = False,
-    tracking_uri: TrackingUri = None,
-    no_cache: NoCache = False,
-    concurrency: Concurrency = None,
-    output: Output = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the latest unfinished run: finished samples are kept, failed ones run again.")] = False,
+    keep_failed: Annotated[bool, typer.Option("--keep-failed", help="With --resume: keep failed samples as they are.")] = False,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Write RunLogs only.")] = False,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI (default: the project's mlruns/mlflow.db).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")] = False,
+    concurrency: Annotated[Optional[int], typer.Option(help="Queries in flight at once.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")] = None,
+    scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
     arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
 ) -> None:
-    """Run an experiment's topology over its queries: the answers, accuracy against the targets
-    (when the queries have them), tokens and $; every trace in a RunLog. Tracked in MLflow when the
-    file has a tracking: section."""
-    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency, output=_absolute(output))
-    track = "tracking" in exp.spec.model_fields_set
-    done, records = _execute(exp, resume=resume, track=track and not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
-    show_answers(console, records)
+    is_run = ctx.info_name == "run"
+    exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency,
+                          scorer=yaml.safe_load(scorer) if scorer else None, output=str(output.resolve()) if output else None)
+    track = not no_mlflow and (not is_run or "tracking" in exp.spec.model_fields_set)
+    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
+    if is_run:
+        show_answers(console, records)
     _report(exp, done)
 
 
-@app.command("eval")
-def eval_(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML with topologies and samples (see experiments/).")],
-    resume: Resume = False,
-    no_mlflow: NoMlflow = False,
-    tracking_uri: TrackingUri = None,
-    no_cache: NoCache = False,
-    concurrency: Concurrency = None,
-    output: Output = None,
-    scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
-) -> None:
-    """Evaluate every topology of an experiment on its samples; print quality with CIs, cost, latency.
-    Each invocation is a new run (a folder of RunLogs and an MLflow run); --resume continues one."""
-    exp = Experiment.load(experiment, concurrency=concurrency, scorer=yaml.safe_load(scorer) if scorer else None,
-                          output=_absolute(output))
-    done, _ = _execute(exp, resume=resume, track=not no_mlflow, tracking_uri=tracking_uri, no_cache=no_cache)
-    _report(exp, done)
+app.command("run", help=RUN_HELP)(run_or_eval)
+app.command("eval", help=EVAL_HELP)(run_or_eval)
 
 
-def _absolute(path: Path | None) -> str | None:
-    return str(path.resolve()) if path is not None else None
-
-
-def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
     from moa_lab.evaluation import run_experiment
@@ -178,7 +163,7 @@ def _execute(exp: Experiment, *, resume: bool, track: bool, tracking_uri: str | 
                     stat[2] += rec.total_cost.paid_usd
                     progress.update(bars[name], advance=1, stats=f"quality {stat[1] / stat[0]:.3f} · ${stat[2]:.4f}")
 
-                return await run_experiment(exp, models, resume=resume, tracker=tracker, on_record=record, on_start=start, stop=stop)
+                return await run_experiment(exp, models, resume=resume, keep_failed=keep_failed, tracker=tracker, on_record=record, on_start=start, stop=stop)
 
     done = asyncio.run(main())
     if tracker is not None:
@@ -197,6 +182,10 @@ def _report(exp: Experiment, done: ExperimentRun) -> None:
     if done.stopped:
         console.print("[yellow]stopped early: run the same command with --resume to finish[/]")
         raise typer.Exit(130)
+    failed, total = sum(s.failed for s in done.summaries), sum(s.samples for s in done.summaries)
+    if failed:
+        console.print(f"[red]{failed} of {total} samples failed[/] (errors and tracebacks in the RunLogs; --resume runs them again)")
+        raise typer.Exit(FAILED_EXIT)
 
 
 @app.command()
@@ -255,8 +244,6 @@ def topologies(show: Annotated[Optional[str], typer.Option(help="Print this pres
 
 def main() -> None:
     """Entry point: one-line errors with the fix, a traceback only with --debug."""
-    import moa_lab.selection  # noqa: F401 - registers the built-in selectors
-
     try:
         code = app(standalone_mode=False)  # click returns an Exit's code in this mode
         sys.exit(code if isinstance(code, int) else 0)
@@ -274,6 +261,6 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {redact_uri(message)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)

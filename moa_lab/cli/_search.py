@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from moa_lab.cli._app import app, console
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, redact_uri
 from moa_lab.evaluation import Experiment
 
 
@@ -66,13 +66,19 @@ def search(
     if models.budget is not None:
         console.print(f"study spent ${models.budget.spent_usd:.4f} of ${models.budget.max_usd}")
     console.print(f"dashboard: optuna-dashboard {study_storage_hint(exp, storage)}")
+    failed = sum(1 for t in study.trials if t.state.name == "FAIL")
+    if failed:
+        from moa_lab.cli._app import FAILED_EXIT
+
+        console.print(f"[red]{failed} of {len(study.trials)} trials failed[/]")
+        raise typer.Exit(FAILED_EXIT)
 
 
 def study_storage_hint(exp: Experiment, storage: str | None) -> str:
-    """What to give optuna-dashboard: the storage URL, or the default journal file."""
+    """What to give optuna-dashboard: the storage URL (its password hidden), or the default journal file."""
     from moa_lab.search import study_dir
 
-    return storage or str(study_dir(exp) / "journal.log")
+    return redact_uri(storage) if storage else str(study_dir(exp) / "journal.log")
 
 
 def _values(values: dict[str, float], objectives: Any) -> str:

@@ -7,10 +7,12 @@ from moa_lab.core._errors import (
     MoaLabError,
     ReplayMissing,
 )
+from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score
 
 __all__ = [
+    "REDACTED",
     "Answer",
     "BudgetExceeded",
     "CallRecord",
@@ -28,4 +30,5 @@ __all__ = [
     "Sampling",
     "Score",
     "Usage",
+    "redact_uri",
 ]

@@ -1,7 +1,8 @@
 """Evaluate a topology on samples: run, score (the answer and every layer-1 proposal), stream a RunLog.
 
-A killed evaluation resumes with `resume=True`: samples already in the RunLog are not run again, and
-calls finished before the kill come back from the call cache, so nothing is paid twice.
+A killed evaluation resumes with `resume=True`: samples already in the RunLog are not run again
+(failed ones are, unless `keep_failed`), and calls finished before the kill come back from the call
+cache, so nothing is paid twice.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter, read_runlog
 
 
 async def score_record(record: QueryRecord, scorer: Scorer, models: ModelSet, *, proposals: bool) -> QueryRecord:
-    """The record with its score, each layer-1 proposal's score and the judge's calls. A scorer that
-    raises fails this sample's score only (kept with its traceback), never the run."""
+    """The record with its score, each layer-1 proposal's score and the judge's calls. A scorer or
+    judge that raises fails this sample (its `error` and traceback are kept), never the run."""
     ctx = ScoringContext(models)
     update: dict[str, object] = {}
     try:
@@ -38,9 +39,19 @@ async def score_record(record: QueryRecord, scorer: Scorer, models: ModelSet, *,
             scores = iter(await asyncio.gather(*(scorer.score(record.sample, p.text, ctx) for p in first if p.ok)))
             update["proposal_scores"] = [_value(next(scores)) if p.ok else 0.0 for p in first]
     except Exception as exc:  # noqa: BLE001 - a scorer's bug on one sample must not stop the run
-        update = {"score": None, "score_explanation": f"scorer failed: {type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc()}
+        failure = f"scorer failed: {type(exc).__name__}: {exc}"
+        update = {"score": None, "score_explanation": failure, "error": record.error or failure,
+                  "traceback": "\n".join(t for t in (record.traceback, traceback.format_exc()) if t)}
     return record.model_copy(update=update | {"judge_calls": ctx.calls})
+
+
+def check_unique(samples: Sequence[Sample], where: str) -> None:
+    """Refuse two samples with one id (a resume would lose one of them), naming both."""
+    seen: dict[str, int] = {}
+    for n, sample in enumerate(samples, 1):
+        if sample.id in seen:
+            raise ConfigError(f"{where}: samples {seen[sample.id]} and {n} have the same id {sample.id!r}; give each sample its own id")
+        seen[sample.id] = n
 
 
 def _value(score: Score) -> float | None:
@@ -58,18 +69,20 @@ async def evaluate(
     experiment: str = "",
     task: str | None = None,
     resume: bool = False,
+    keep_failed: bool = False,
     concurrency: int = 16,
     score_proposals: bool | None = None,
     on_record: Callable[[QueryRecord], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> EvalSummary:
     """Run (and, with a scorer, score) every sample not already in `runlog`, appending each record
-    as it finishes.
+    as it finishes. Resumed, the samples that failed are run again, unless `keep_failed`.
 
     When `stop` is set, no new sample starts and the ones in flight finish and are written, so
     their calls are cached and paid once; `resume=True` later does the rest.
     """
     label = label or spec.name
+    check_unique(samples, label)
     header = RunHeader(label=label, experiment=experiment, task=task, topology=spec.model_dump(mode="json"),
                        scorer=scorer.name if scorer is not None else None, samples=len(samples))
     done: list[QueryRecord] = []
@@ -79,7 +92,7 @@ async def evaluate(
         old = read_runlog(runlog)
         if not old.header.same_run(header):
             raise ConfigError(f"{runlog}: was written by another topology, scorer or task; it cannot be resumed with this one")
-        header, done = old.header, old.records
+        header, done = old.header, [r for r in old.records if keep_failed or r.error is None]
     finished = {r.id for r in done}
     todo = (s for s in samples if s.id not in finished and not (stop is not None and stop.is_set()))
     proposals = (scorer is not None and not scorer.calls_models) if score_proposals is None else score_proposals

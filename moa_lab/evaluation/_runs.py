@@ -5,6 +5,7 @@ experiment. `resume=True` continues the latest unfinished run folder instead."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -17,14 +18,16 @@ from moa_lab.benchmarks import second_turn
 from moa_lab.core import ConfigError
 from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import Experiment
-from moa_lab.evaluation._sources import dataset_hash, groups
+from moa_lab.evaluation._sources import Group, dataset_hash, groups
 from moa_lab.evaluation._summary import EvalSummary
 from moa_lab.models import ModelSet
-from moa_lab.tracking import QueryRecord, Tracker, read_runlog
+from moa_lab.tracking import QueryRecord, Tracker, WriterLocked, lock_folder, read_runlog
 
 FINISHED = "FINISHED"
 """The marker file of a run folder whose every RunLog is complete."""
 LATEST = "latest"
+RUN_IDS = "run.json"
+"""The file of a run folder holding its tracker run ids."""
 
 
 @dataclass
@@ -72,21 +75,51 @@ async def run_experiment(
     models: ModelSet,
     *,
     resume: bool = False,
+    keep_failed: bool = False,
     tracker: Tracker | None = None,
     on_record: Callable[[str, QueryRecord], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> ExperimentRun:
-    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight."""
+    """Evaluate every (topology, group) into a run folder; `stop` ends it after the queries in flight.
+
+    The run folder is locked while it runs: a second process resuming it is refused before any
+    call. Resumed, failed samples are run again unless `keep_failed`."""
     sources = groups(exp)  # bad inputs fail before any folder, store or run is made
     folder = run_folder(exp, resume=resume)
+    lock = lock_folder(folder)
+    try:
+        if tracker is not None:
+            _mark_killed(tracker, exp, folder)
+        return await _run(exp, models, folder, sources, resume=resume, keep_failed=keep_failed, tracker=tracker,
+                          on_record=on_record, on_start=on_start, stop=stop)
+    finally:
+        lock.release()
+
+
+async def _run(
+    exp: Experiment,
+    models: ModelSet,
+    folder: Path,
+    sources: list[Group],
+    *,
+    resume: bool,
+    keep_failed: bool,
+    tracker: Tracker | None,
+    on_record: Callable[[str, QueryRecord], None] | None,
+    on_start: Callable[[str, int], None] | None,
+    stop: asyncio.Event | None,
+) -> ExperimentRun:
     commit = git_commit(exp.folder)
     run = ExperimentRun(folder, [])
     background = _Background(tracker) if tracker is not None else None
     parent = None
+    ids = _RunIds(folder)
     if tracker is not None:
         parent = tracker.start_run(exp.spec.name, params={"experiment": exp.spec.model_dump(mode="json")},
-                                   tags={"git_commit": commit, "moa_lab.kind": "experiment", "run_folder": str(folder)})
+                                   tags={"git_commit": commit, "moa_lab.kind": "experiment", "run_folder": str(folder)},
+                                   continue_run_id=ids.get(""))
+        ids.set("", parent)
     stopped = lambda: stop is not None and stop.is_set()  # noqa: E731
     try:
         for group in sources:
@@ -95,19 +128,19 @@ async def run_experiment(
                 if on_start is not None:
                     on_start(name, len(group.samples))
                 if tracker is not None:
-                    tracker.start_run(name, params={"topology": spec.model_dump(mode="json"),
-                                                    "scorer": group.scorer.name if group.scorer else "",
-                                                    "task": group.task or "",
-                                                    "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}},
-                                      tags={"git_commit": commit, "dataset_hash": dataset_hash(group.samples), "topology": label},
-                                      parent_run_id=parent)
+                    params = {"topology": spec.model_dump(mode="json"), "scorer": group.scorer.name if group.scorer else "",
+                              "task": group.task or "",
+                              "benchmark": exp.spec.benchmark.model_dump(mode="json") if exp.spec.benchmark else {}}
+                    tags = {"git_commit": commit, "dataset_hash": dataset_hash(group.samples), "topology": label}
+                    ids.set(name, tracker.start_run(name, params=params, tags=tags, parent_run_id=parent,
+                                                    continue_run_id=ids.get(name)))
                 hook = _hook(name, background, exp.spec.tracking.traces, on_record)
                 turns, first = [(name, group.task, group.samples)], len(run.summaries)
                 while turns:
                     run_name, task, samples = turns.pop(0)
                     summary = await evaluate(
                         spec, samples, models, group.scorer, runlog=folder / f"{run_name}.jsonl", label=run_name,
-                        experiment=exp.spec.name, task=task, resume=resume, concurrency=exp.spec.concurrency,
+                        experiment=exp.spec.name, task=task, resume=resume, keep_failed=keep_failed, concurrency=exp.spec.concurrency,
                         on_record=hook, stop=stop,
                     )
                     run.summaries.append(summary)
@@ -131,6 +164,40 @@ async def run_experiment(
         if background is not None:
             background.close()
     return run
+
+
+class _RunIds:
+    """The tracker run ids of a run folder (`run.json`; "" is the experiment's run), so a resumed
+    run continues its tracker runs instead of starting second ones."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / RUN_IDS
+        self.ids: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, name: str) -> str | None:
+        return self.ids.get(name)
+
+    def set(self, name: str, run_id: str) -> None:
+        self.ids[name] = run_id
+        tmp = self.path.with_name(f".{RUN_IDS}.tmp")
+        tmp.write_text(json.dumps(self.ids, indent=1))
+        tmp.replace(self.path)
+
+
+def _mark_killed(tracker: Tracker, exp: Experiment, folder: Path) -> None:
+    """Tracker runs left RUNNING by a killed process (its unfinished folder is not locked) are marked killed."""
+    for other in _run_folders(exp.output_dir() / exp.spec.name):
+        if (other / FINISHED).exists() or not (other / RUN_IDS).exists():
+            continue
+        try:
+            lock = lock_folder(other) if other != folder else None
+        except WriterLocked:
+            continue  # another process is running it
+        try:
+            tracker.mark_killed(_RunIds(other).ids.values())
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _hook(

@@ -10,6 +10,7 @@ from typing import Any
 
 from moa_lab.benchmarks import builtin_task, from_queries, load_alpaca_eval, load_gsm8k, load_jsonl, load_mt_bench
 from moa_lab.core import ConfigError, Sample
+from moa_lab.evaluation._evaluate import check_unique
 from moa_lab.evaluation._experiment import Experiment
 from moa_lab.registry import build
 from moa_lab.scoring import Scorer
@@ -38,8 +39,11 @@ def build_scorer(source: str | dict[str, Any], *, numeric: bool = False) -> Scor
 
 
 def groups(exp: Experiment) -> list[Group]:
-    """The experiment's groups of samples, each with its scorer (one side of `benchmark.split`, if given)."""
+    """The experiment's groups of samples, each with its scorer (one side of `benchmark.split`, if
+    given); two samples of a group with one id are refused, naming both."""
     out = _groups(exp)
+    for group in out:
+        check_unique(group.samples, f"{exp.source}" + (f" (task {group.task})" if group.task else ""))
     split = exp.spec.benchmark.split if exp.spec.benchmark is not None else None
     if split is None:
         return out

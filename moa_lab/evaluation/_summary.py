@@ -68,7 +68,7 @@ def summarize(label: str, runlog: Path, records: Sequence[QueryRecord], wall_s: 
         quality=estimate(scores) if scores else None,
         oracle=estimate(oracle) if oracle and len(oracle) == len(records) else None,
         samples=len(records),
-        failed=len(records) - len(answered),
+        failed=sum(1 for r in records if r.error is not None),
         answer_chars=sum(len(a) for a in answered) / max(1, len(answered)),
         cost_per_query=sum(r.total_cost.list_usd for r in records) / max(1, len(records)),
         cost_total=sum(r.total_cost.paid_usd for r in records),

@@ -32,9 +32,14 @@ class Pipeline:
 
     async def run_query(self, sample: Sample) -> QueryRecord:
         """Run one query through every layer. Failures, a plugin's bug included, are recorded in the
-        record (with the traceback of an unexpected exception), never raised."""
+        record (with the traceback of an unexpected exception), never raised.
+
+        A proposer that raises, whatever the exception, fails its own proposal only (its traceback
+        is kept in the record), like a proposer whose endpoint failed: the layer goes on with the
+        rest unless `on_proposer_error` is "fail" or every proposer failed."""
         started, start = time.time(), time.perf_counter()
         calls: list[CallRecord] = []
+        tracebacks: list[str] = []
         layers: list[list[Proposal]] = []
         selected: list[int] | None = None
         answer, error, trace = None, None, None
@@ -45,7 +50,7 @@ class Pipeline:
                 if i == 0:
                     selected = self.selector.select(sample.input, [a.spec for a in layer])
                     agents = tuple(layer[j] for j in selected)
-                proposals = await self._run_layer(agents, sample, references, calls, i + 1)
+                proposals = await self._run_layer(agents, sample, references, calls, i + 1, tracebacks)
                 layers.append(proposals)
                 failed = [p for p in proposals if not p.ok]
                 if failed and (self.spec.on_proposer_error == "fail" or len(failed) == len(proposals)):
@@ -56,11 +61,13 @@ class Pipeline:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad sample (a plugin's bug) never stops a run
             error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        trace = "\n".join([*tracebacks, *([trace] if trace else [])]) or None
         return QueryRecord(sample=sample, answer=answer, error=error, traceback=trace, selected=selected, layers=layers,
                            calls=calls, latency_s=time.perf_counter() - start, started=started)
 
     async def _run_layer(
-        self, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord], layer: int
+        self, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord], layer: int,
+        tracebacks: list[str],
     ) -> list[Proposal]:
         ok_refs = tuple(p for p in references if p.ok)
 
@@ -69,6 +76,9 @@ class Pipeline:
             try:
                 return await agent.impl.propose(sample.input, ctx)
             except MoaLabError as exc:
+                return Proposal(agent.label, "", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug fails its proposal, not the query
+                tracebacks.append(f"layer {layer}, {agent.label}:\n{traceback.format_exc()}")
                 return Proposal(agent.label, "", f"{type(exc).__name__}: {exc}")
 
         return list(await asyncio.gather(*(one(a) for a in agents)))

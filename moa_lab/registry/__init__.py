@@ -1,12 +1,11 @@
 """The registry of buildable things (proposers, aggregators, extractors, selectors, ...)."""
 
+from moa_lab.registry._kinds import Kind, did_you_mean
 from moa_lab.registry._registry import (
     ENTRY_POINT_GROUP,
-    BuildRecord,
     Registered,
     build,
     check_args,
-    did_you_mean,
     lookup,
     names,
     register,
@@ -14,7 +13,7 @@ from moa_lab.registry._registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "BuildRecord",
+    "Kind",
     "Registered",
     "build",
     "check_args",

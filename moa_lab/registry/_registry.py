@@ -1,15 +1,16 @@
-"""One (kind, name) -> factory registry that remembers how every object was built."""
+"""One (kind, name) -> factory registry: built-ins load on first lookup, plugins by entry point."""
 
 from __future__ import annotations
 
-import difflib
+import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from moa_lab.core import ConfigError
+from moa_lab.registry._kinds import BUILTINS, Kind, as_kind, did_you_mean
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,21 +28,15 @@ class Registered:
     summary: str = ""
 
 
-@dataclass(frozen=True)
-class BuildRecord:
-    """The arguments an object was built with: enough to build it again."""
-
-    kind: str
-    name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-
 _ENTRIES: dict[tuple[str, str], Registered] = {}
 _plugins_loaded = False
+_builtins_loaded: set[Kind] = set()
 
 
-def register(kind: str, name: str | None = None) -> Callable[[F], F]:
-    """Decorator registering a factory under (kind, name); the name defaults to the function name."""
+def register(kind: str | Kind, name: str | None = None) -> Callable[[F], F]:
+    """Decorator registering a factory under (kind, name); the name defaults to the function name.
+    An unknown kind is a ConfigError at once."""
+    kind = as_kind(kind).value
 
     def decorate(factory: F) -> F:
         key = (kind, name or factory.__name__.replace("_", "-"))
@@ -52,32 +47,28 @@ def register(kind: str, name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
-def names(kind: str) -> list[str]:
-    """Sorted names registered for `kind` (plugins included)."""
-    _load_plugins()
+def names(kind: str | Kind) -> list[str]:
+    """Sorted names registered for `kind` (built-ins and plugins included)."""
+    kind = _load(kind)
     return sorted(n for k, n in _ENTRIES if k == kind)
 
 
-def lookup(kind: str, name: str, *, where: str = "") -> Registered:
+def lookup(kind: str | Kind, name: str, *, where: str = "") -> Registered:
     """The entry for (kind, name), or a ConfigError that suggests the closest names."""
-    _load_plugins()
+    kind = _load(kind)
     entry = _ENTRIES.get((kind, name))
     if entry is None:
         raise ConfigError(_unknown(f"{kind} {name!r}", name, names(kind), where))
     return entry
 
 
-def build(kind: str, name: str, args: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
-    """Build a registered object, checking argument names first, and remember the arguments."""
+def build(kind: str | Kind, name: str, args: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
+    """Build a registered object, checking argument names first. The (kind, name, args) a caller
+    passes is the record of how it was built: specs carry it, so objects do not."""
     entry = lookup(kind, name, where=where)
     args = dict(args or {})
     check_args(entry, args, where=where)
-    obj = entry.factory(**args)
-    try:
-        obj.build_record = BuildRecord(kind, name, args)
-    except (AttributeError, TypeError, ValueError):  # frozen or slotted objects: their spec is the record
-        pass
-    return obj
+    return entry.factory(**args)
 
 
 def check_args(entry: Registered, args: Mapping[str, Any], *, where: str = "") -> None:
@@ -96,16 +87,21 @@ def check_args(entry: Registered, args: Mapping[str, Any], *, where: str = "") -
             raise ConfigError(f"{at}{entry.kind} {entry.name!r} needs argument {n!r}")
 
 
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """`; did you mean 'x' or 'y'?` for the known names closest to `name`, or "" when none is close."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _unknown(what: str, name: str, known: list[str], where: str) -> str:
     hint = did_you_mean(name, known) or f"; known: {', '.join(known) or 'none'}"
     at = f"{where}: " if where else ""
     return f"{at}unknown {what}{hint}"
+
+
+def _load(kind: str | Kind) -> str:
+    """Validate `kind` and register its built-ins and the plugins (once each); the kind's name."""
+    checked = as_kind(kind)
+    if checked not in _builtins_loaded:
+        for module in BUILTINS[checked]:
+            importlib.import_module(module)
+        _builtins_loaded.add(checked)
+    _load_plugins()
+    return checked.value
 
 
 def _load_plugins() -> None:

@@ -7,7 +7,6 @@ Training data comes from recorded datasets (`from_recorded`) or evaluation RunLo
 `train` writes an artifact folder that `selector: {kind: learned, path: ...}` loads in any topology.
 """
 
-from moa_lab import scoring as _scoring  # noqa: F401  (registers the scorers and the "answer" extractor)
 from moa_lab.routing._data import RoutingData, from_recorded, from_runlogs, load_routing_data
 from moa_lab.routing._evaluate import LAMBDAS, Point, RouterEval, evaluate_router
 from moa_lab.routing._train import KINDS, TrainConfig, train_router

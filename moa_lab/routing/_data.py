@@ -14,6 +14,7 @@ from moa_lab.benchmarks import load_gsm8k, load_recorded_responses
 from moa_lab.core import ConfigError, Message, Usage
 from moa_lab.models import PriceTable, estimate_prompt_tokens, estimate_tokens
 from moa_lab.registry import build
+from moa_lab.scoring import Match
 from moa_lab.topology import TopologySpec, validate
 from moa_lab.tracking import QueryRecord, read_runlog
 
@@ -184,10 +185,9 @@ def read_prices(path: str | Path) -> PriceTable:
 
 def _pure_scorer(name: str) -> Callable[[str, str], bool]:
     built = build("scorer", name, where="scorer")
-    match = getattr(built, "match", None)
-    if match is None:
+    if not isinstance(built, Match):
         raise ConfigError(f"scorer {name!r} calls models; recorded-data training needs a pure scorer (numeric, exact, choice)")
-    return match
+    return built.match
 
 
 def _answer_ids(texts: list[list[str | None]], extract: Callable[[str], str]) -> np.ndarray:

@@ -6,11 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from moa_lab.answers import CHOICE, EXACT, NUMERIC, Extractor, equal
 from moa_lab.core import CallRecord, Message, Sample, Sampling, Score
 from moa_lab.models import ModelSet
 from moa_lab.registry import register
 from moa_lab.tracking import QueryRecord
-from moa_lab.scoring._extract import extract_choice, extract_number, normalize_text, numbers_equal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,59 +54,42 @@ def scorer(name: str | None = None) -> Callable[[F], F]:
 
 
 class Match:
-    """A pure scorer: extract from the answer, compare with the target."""
+    """A pure scorer: the answer's key (read and normalised by an `Extractor`) equals the target's.
+
+    The `vote` aggregator groups answers through the same extractors, so a vote and its scorer agree
+    on which answers are the same."""
 
     calls_models = False
 
-    def __init__(self, name: str, compare: Callable[[str, str], tuple[bool, str]]) -> None:
+    def __init__(self, name: str, extractor: Extractor) -> None:
         self.name = name
-        self._compare = compare
+        self.extractor = extractor
 
     async def score(self, sample: Sample, answer: str, ctx: ScoringContext) -> Score:
         if sample.target is None:
             raise ValueError(f"scorer {self.name!r} needs a target; sample {sample.id!r} has none")
-        ok, extracted = self._compare(answer, sample.target)
-        return Score(1.0 if ok else 0.0, f"extracted {extracted!r}, target {sample.target!r}")
+        got = self.extractor.read(answer)
+        ok = equal(self.extractor.key_of(got), self.extractor.normalize(sample.target))
+        return Score(1.0 if ok else 0.0, f"extracted {str(got)!r}, target {sample.target!r}")
 
     def match(self, answer: str, target: str) -> bool:
-        return self._compare(answer, target)[0]
-
-
-def _numeric(answer: str, target: str) -> tuple[bool, str]:
-    got = extract_number(answer)
-    return (got is not None and numbers_equal(got, target)), str(got)
-
-
-def _exact(answer: str, target: str) -> tuple[bool, str]:
-    first = answer.strip().splitlines()[0] if answer.strip() else ""
-    got = normalize_text(first)
-    return got == normalize_text(target), got
-
-
-def _choice(answer: str, target: str) -> tuple[bool, str]:
-    got = extract_choice(answer)
-    return got == target.strip().upper(), str(got)
+        """Whether `answer` states `target` (the verdict `score` gives, without the explanation)."""
+        return self.extractor.matches(answer, target)
 
 
 @scorer("numeric")
 def numeric() -> Match:
     """The final number of the answer (JSON "answer", ####, last number) equals the target."""
-    return Match("numeric", _numeric)
+    return Match("numeric", NUMERIC)
 
 
 @scorer("exact")
 def exact() -> Match:
     """The answer's first line equals the target after normalisation (case, punctuation, articles)."""
-    return Match("exact", _exact)
+    return Match("exact", EXACT)
 
 
 @scorer("choice")
 def choice() -> Match:
     """The choice letter in the answer equals the target letter."""
-    return Match("choice", _choice)
-
-
-@register("extractor", "answer")
-def answer_extractor() -> Callable[[str], str]:
-    """The final numeric answer (JSON "answer" field, ####, "answer is", last number), for votes."""
-    return lambda text: extract_number(text) or ""
+    return Match("choice", CHOICE)

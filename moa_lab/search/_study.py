@@ -4,6 +4,8 @@ the call cache (a call paid for once serves every topology that makes it) and on
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import warnings
 from typing import Any
 
@@ -96,6 +98,7 @@ def open_study(exp: Experiment, models: ModelSet, *, storage: str | None = None,
     if stored is not None and stored != objectives:
         raise ConfigError(f"study {exp.spec.name!r} was run with objectives {study.user_attrs['objectives']}, "
                           f"not {objectives}: start a new study (another name) to change them")
+    fail_orphaned_trials(study)
     if not study.trials:
         study.set_user_attr("objectives", objectives)
         study.set_user_attr("holdout", config.holdout)
@@ -161,6 +164,8 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
     while True:
         if heartbeat:
             optuna.storages.fail_stale_trials(study)
+        else:
+            fail_orphaned_trials(study)
         counts = [t.state for t in study.get_trials(deepcopy=False) if "repeat_of" not in t.user_attrs]
         complete, running = counts.count(state.COMPLETE), counts.count(state.RUNNING)
         if complete >= target or (complete + running >= target and not heartbeat):
@@ -190,6 +195,33 @@ async def _beat(study: Any, trial: Any) -> None:
     while True:
         study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - optuna's heartbeat API is on the storage
         await asyncio.sleep(HEARTBEAT_S)
+
+
+def fail_orphaned_trials(study: Any) -> list[int]:
+    """Fail the RUNNING trials whose worker (`host:pid`, on this host) is gone; their numbers.
+
+    Heartbeats do this for RDB storages; optuna's journal storage has none, so a killed worker's
+    trial would stay RUNNING for good and a resumed study would wait for it."""
+    import optuna
+
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
+            failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_study(exp: Experiment, storage: str | None = None) -> Any:

@@ -102,6 +102,9 @@ class Router:
         """Check that every array the metadata refers to is present; a ConfigError names what is missing."""
         if self.aggregator not in AGGREGATORS:
             raise ConfigError(f"{where}: unknown aggregator {self.aggregator!r} (known: {', '.join(AGGREGATORS)})")
+        missing_keys = [k for k in ("proposers", "predictors", "embedder") if k not in self.meta]
+        if missing_keys:
+            raise ConfigError(f"{where}: router.json lacks {', '.join(missing_keys)}; retrain it")
         kinds = [p["kind"] for p in self.meta["predictors"]]
         if len(kinds) != len(self.meta["proposers"]):
             raise ConfigError(f"{where}: {len(kinds)} predictors for {len(self.meta['proposers'])} proposers")

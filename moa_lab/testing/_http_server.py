@@ -13,6 +13,7 @@ that many words and `finish_reason` is `"length"`.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import itertools
 import json
@@ -37,20 +38,26 @@ class Fault:
     `status`: answer HTTP `status` with a JSON error body (and `Retry-After: retry_after` when set).
     `timeout`: sleep `delay` seconds, then answer normally (the client should have given up).
     `malformed`: answer 200 `application/json` whose body is the invalid JSON `{"choices": [`.
+    `trickle`: answer normally, but write the body one byte every `interval` seconds (headers at
+    once), so only a deadline on the whole attempt stops the client waiting.
+    `retry_after_date`: with `status`, send Retry-After as an HTTP date (`retry_after` seconds ahead).
     """
 
-    kind: Literal["status", "timeout", "malformed"]
+    kind: Literal["status", "timeout", "malformed", "trickle"]
     status: int = 500
     retry_after: float | None = None
     delay: float = 30.0
+    interval: float = 1.0
+    retry_after_date: bool = False
 
 
 @dataclass
 class ServedCall:
     """One completion request the server received; times are `time.perf_counter()` seconds.
 
-    `finished` is when the answer was written, `nan` while it is still being handled (or if
-    `stop()` cut it short).
+    `finished` is when the answer was written (taken just before its last byte, so a client that
+    holds the answer sees the call finished), `nan` while it is still being handled (or if
+    `stop()` or a hang-up cut it short).
     """
 
     path: str
@@ -134,6 +141,17 @@ class OpenAITestServer:
             self._attempts[key] = attempt + 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        call: ServedCall | None = None
+        served = False
+
+        def done() -> None:  # runs before the last byte goes out: a client holding its answer sees it done
+            nonlocal served
+            with self._lock:
+                served = True
+                self._in_flight -= 1
+                if call is not None:
+                    call.finished = time.perf_counter()
+
         try:
             fault = self.faults(body, attempt) if self.faults else None
             call = ServedCall(path, str(body.get("model", "")), body, fault, time.perf_counter())
@@ -144,16 +162,18 @@ class OpenAITestServer:
                 handler.close_connection = True
                 return
             if fault is not None and fault.kind == "status":
-                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-                handler.send(fault.status, _error(f"injected fault: HTTP {fault.status}", fault.status), headers)
+                headers = {} if fault.retry_after is None else {"Retry-After": _retry_after(fault)}
+                handler.send(fault.status, _error(f"injected fault: HTTP {fault.status}", fault.status), headers, before_last=done)
             elif fault is not None and fault.kind == "malformed":
-                handler.send(200, b'{"choices": [')
+                handler.send(200, b'{"choices": [', before_last=done)
+            elif fault is not None and fault.kind == "trickle":
+                handler.send(200, self._answer(path, body), before_last=done, interval=fault.interval, stopping=self._stopping)
             else:
-                handler.send(200, self._answer(path, body))
-            call.finished = time.perf_counter()
+                handler.send(200, self._answer(path, body), before_last=done)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            if not served:  # cut short (stop() or the client hung up): `finished` stays nan
+                with self._lock:
+                    self._in_flight -= 1
 
     def _answer(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model", ""))
@@ -237,8 +257,13 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:  # a failing responder or faults callable shows as a 500, not a hang-up
                 self.send(500, _error(f"test server callback failed: {exc!r}", 500))
 
-    def send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
-        """Answer with a JSON object, or with raw bytes labelled as JSON (for malformed answers)."""
+    def send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None, *,
+             before_last: Callable[[], None] | None = None, interval: float = 0.0,
+             stopping: threading.Event | None = None) -> None:
+        """Answer with a JSON object, or with raw bytes labelled as JSON (for malformed answers).
+
+        `before_last` runs just before the last byte is written; `interval` > 0 writes the body one
+        byte at a time that many seconds apart (until `stopping` is set)."""
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -246,7 +271,25 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if interval > 0:
+            self.wfile.flush()
+            for i in range(len(data) - 1):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                if stopping is not None and stopping.wait(interval):
+                    self.close_connection = True
+                    return
+        else:
+            self.wfile.write(data[:-1])
+        if before_last is not None:
+            before_last()
+        self.wfile.write(data[-1:])
+
+
+def _retry_after(fault: Fault) -> str:
+    if fault.retry_after_date:
+        return email.utils.formatdate(time.time() + (fault.retry_after or 0.0), usegmt=True)
+    return f"{fault.retry_after:g}"
 
 
 def _error(message: str, status: int) -> dict[str, Any]:

@@ -51,7 +51,10 @@ def _layered(name: str, proposers: list[str], layers: int, aggregator: AgentSpec
 
 
 def _models(proposers: list[str] | None, n: int, default: str) -> list[str]:
-    return list(proposers) if proposers else [default] * n
+    """The proposers given, or `n` of `default` when none is given; an empty list is a mistake."""
+    if proposers is not None and not proposers:
+        raise ConfigError("proposers: [] names no proposer; list at least one, or leave proposers out for the preset's default")
+    return list(proposers) if proposers is not None else [default] * n
 
 
 def task_prompt(task: str | None) -> dict[str, Any]:

@@ -7,31 +7,25 @@ only, because importing it costs over a second and `import moa_lab.tracking` mus
 from __future__ import annotations
 
 import json
-import os
-import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moa_lab.core._redact import redact, redact_uri
+from moa_lab.tracking._mlflow_scope import TraceScope
 from moa_lab.tracking._records import QueryRecord
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-REDACTED = "***"
 MAX_PARAM_VALUE = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 TABLE_FILE = "queries.json"
 TRACES_PER_FLUSH = 256  # below MLflow's export queue size (1000 tasks), which drops traces when full
-
-_SECRET_KEY_ENDINGS = ("api_key", "apikey", "secret", "password")
-# The lookbehind keeps words such as "task-oriented" or "risk-free" intact.
-_SECRET_VALUE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{8,}")
-
 
 def default_tracking_uri(project_root: Path) -> str:
     """The local default store: a sqlite database under `<project_root>/mlruns`."""
@@ -57,31 +51,6 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
-
-
-def redact_uri(uri: str) -> str:
-    """A URI with any password replaced by ***: `postgresql://user:pw@host` -> `postgresql://user:***@host`."""
-    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", uri)
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys that name a credential (`api_key`, `db_password`); token counts are not."""
-    return str(key).lower().replace("-", "_").endswith(_SECRET_KEY_ENDINGS)
-
-
-def redact(obj: Any) -> Any:
-    """A copy of `obj` with credential-named keys and `sk-...` looking strings replaced by ***."""
-    if isinstance(obj, Mapping):
-        return {k: REDACTED if is_secret_key(k) and v is not None else redact(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str):
-        obj = redact_uri(obj) if "://" in obj else obj
-        return _SECRET_VALUE.sub(REDACTED, obj) if "sk-" in obj else obj
-    return obj
-
-
 class MlflowTracker:
     """Logs one moa-lab run at a time to MLflow; search trials are nested runs (`parent_run_id`)."""
 
@@ -95,7 +64,6 @@ class MlflowTracker:
         project_root: Path | None = None,
         traces: bool = True,
     ) -> None:
-        import mlflow
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri or default_tracking_uri((project_root or Path.cwd()).resolve())
@@ -111,16 +79,9 @@ class MlflowTracker:
             # Without this MLflow puts a sqlite store's artifacts in ./mlruns of whatever the cwd
             # is; next to the database keeps them together (and is the default layout).
             artifact_location = (db.parent.resolve() / "artifacts").as_uri()
-            # sqlite has one writer at a time: MLflow's 10 export threads only wait on its lock
-            # (start_trace went from 16 to 90 ms each), and larger span batches share a commit.
-            # Read when the tracer is set up below; a user's own setting wins.
-            os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "1")
-            os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "100")
         self._client: MlflowClient = MlflowClient(self.tracking_uri)
+        self._scope = TraceScope(self.tracking_uri)
         self.experiment_id = self._experiment(experiment, artifact_location)
-        if traces:
-            # The trace exporter writes to the process-wide tracking URI, not to a client's.
-            mlflow.set_tracking_uri(self.tracking_uri)
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         from mlflow.exceptions import MlflowException
@@ -142,12 +103,25 @@ class MlflowTracker:
         params: Mapping[str, Any],
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        continue_run_id: str | None = None,
     ) -> str:
-        """Create a run with flattened, redacted params; returns its id (also in `run_id`)."""
+        """Create a run with flattened, redacted params; returns its id (also in `run_id`).
+        With `continue_run_id` (a resumed moa-lab run), that run is reopened instead when it exists."""
         from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
 
         if self.run_id is not None:  # a nested run: the open one resumes when this one ends
             self._stack.append((self.run_id, self._rows))
+        elif self.traces:
+            self._scope.enter()
+        if continue_run_id is not None:
+            try:
+                self._client.update_run(continue_run_id, status="RUNNING")
+            except MlflowException:
+                pass  # gone (a deleted run): start a new one
+            else:
+                self.run_id, self._rows = continue_run_id, []
+                return continue_run_id
         run_tags = {str(k): str(v)[:MAX_TAG_VALUE] for k, v in redact(dict(tags or {})).items()}
         if parent_run_id is not None:
             run_tags["mlflow.parentRunId"] = parent_run_id
@@ -286,6 +260,19 @@ class MlflowTracker:
         self._client.set_terminated(run_id, status=status)
         if self._stack:
             self.run_id, self._rows = self._stack.pop()
+        else:
+            self._scope.exit()
+
+    def mark_killed(self, run_ids: Iterable[str]) -> None:
+        """Mark runs left RUNNING by a process that is gone as KILLED."""
+        from mlflow.exceptions import MlflowException
+
+        for run_id in run_ids:
+            try:
+                if self._client.get_run(run_id).info.status == "RUNNING":
+                    self._client.set_terminated(run_id, status="KILLED")
+            except MlflowException:
+                continue  # deleted since
 
     def _active(self) -> str:
         if self.run_id is None:

@@ -48,7 +48,7 @@ class QueryRecord(BaseModel):
     sample: Sample
     answer: Answer | None = None
     error: str | None = None
-    """Why the query failed (then `answer` is None)."""
+    """Why the sample failed: the query (then `answer` is None), or its scorer or judge."""
     traceback: str | None = None
     """The traceback of an unexpected exception (a plugin's bug), so one bad sample can be debugged."""
     selected: list[int] | None = None

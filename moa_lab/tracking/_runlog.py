@@ -17,6 +17,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from moa_lab.core import ConfigError
+from moa_lab.tracking._lock import lock_runlog
 from moa_lab.tracking._records import SCHEMA, VERSION, QueryRecord, RunHeader
 from moa_lab.tracking._runlog_v1 import header_from_v1, record_from_v1
 
@@ -33,18 +34,25 @@ class RunLog:
 class RunLogWriter:
     """Writes a RunLog: the header and any `records` already finished (a resumed run), then each
     record appended as it comes. Starting is atomic: the file is replaced whole, so a torn last
-    line or an older version never stays in front of new records."""
+    line or an older version never stays in front of new records.
+
+    The writer holds a lock on the RunLog until `close`: a second writer (another `--resume` of the
+    same run, say) is refused with `WriterLocked` before it writes anything."""
 
     def __init__(self, path: str | Path, header: RunHeader, records: Sequence[QueryRecord] = ()) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(header.model_dump_json(by_alias=True) + "\n")
-            for record in records:
-                fh.write(record.model_dump_json() + "\n")
-        tmp.replace(self.path)
-        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+        self._lock = lock_runlog(self.path)
+        try:
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(header.model_dump_json(by_alias=True) + "\n")
+                for record in records:
+                    fh.write(record.model_dump_json() + "\n")
+            tmp.replace(self.path)
+            self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def write(self, record: QueryRecord) -> None:
         self._fh.write(record.model_dump_json() + "\n")
@@ -52,6 +60,7 @@ class RunLogWriter:
 
     def close(self) -> None:
         self._fh.close()
+        self._lock.release()
 
     def __enter__(self) -> RunLogWriter:
         return self
@@ -64,7 +73,7 @@ def read_runlog(path: str | Path) -> RunLog:
     """The header and records of a RunLog; a torn last line (from a killed run) is ignored."""
     path = Path(path)
     lines = _lines(path)
-    first = next(lines, None)
+    _, first = next(lines, (0, None))
     if first is None:
         raise ConfigError(f"{path}: empty RunLog")
     if not isinstance(first, dict) or first.get("schema") != SCHEMA:
@@ -73,11 +82,14 @@ def read_runlog(path: str | Path) -> RunLog:
     if version > VERSION:
         raise ConfigError(f"{path}: RunLog version {version} is newer than this moa-lab ({VERSION}); upgrade moa-lab")
     v1 = version < 2
+    n = 1
     try:
         header = header_from_v1(first) if v1 else RunHeader.model_validate(first)
-        records = [record_from_v1(obj) if v1 else QueryRecord.model_validate(obj) for obj in lines]
+        records = []
+        for n, obj in lines:
+            records.append(record_from_v1(obj) if v1 else QueryRecord.model_validate(obj))
     except (ValidationError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a valid version-{version} RunLog ({_first_problem(exc)})") from None
+        raise ConfigError(f"{path}:{n}: not a valid version-{version} RunLog line ({_first_problem(exc)})") from None
     return RunLog(path, header, records)
 
 
@@ -88,13 +100,14 @@ def _first_problem(exc: Exception) -> str:
     return f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
 
 
-def _lines(path: Path) -> Iterator[Any]:
+def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, object) per line; a torn last line (no newline) is skipped."""
     if not path.exists():
         raise ConfigError(f"{path}: RunLog not found")
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                if line.endswith("\n"):
-                    raise ConfigError(f"{path}: corrupt line in RunLog") from None
+                yield n, json.loads(raw.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if raw.endswith(b"\n"):
+                    raise ConfigError(f"{path}:{n}: corrupt line in RunLog (not JSON); delete that line to resume the rest") from None

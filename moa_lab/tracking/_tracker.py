@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,8 +16,14 @@ class Tracker(Protocol):
 
     def start_run(
         self, name: str, *, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
-        parent_run_id: str | None = None,
-    ) -> str: ...
+        parent_run_id: str | None = None, continue_run_id: str | None = None,
+    ) -> str:
+        """Open a run (nested under `parent_run_id`); `continue_run_id` reopens a resumed run's own."""
+        ...
+
+    def mark_killed(self, run_ids: Iterable[str]) -> None:
+        """Mark runs that a killed process left RUNNING as killed."""
+        ...
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None: ...
 

@@ -2,7 +2,8 @@
 
 `EmbeddedServer` assembles the model file once, runs `python -m moa_lab.models.providers._embedded`
 and reads one JSON line with the base URL. The child (whose native logs go to a file) serves an
-OpenAI-compatible API on 127.0.0.1 until its stdin closes or SIGTERM, so it dies with its parent.
+OpenAI-compatible API on 127.0.0.1 until its stdin closes or SIGTERM, so it dies with its parent. It
+runs in its own session, so a Ctrl-C meant for moa-lab does not stop it mid-query.
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ class EmbeddedServer:
             self._log = self.log_path.open("wb")
             self._log.write(("$ " + " ".join(command) + "\n").encode())
             self._log.flush()
-            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+            # its own session: Ctrl-C at the terminal reaches moa-lab only, which stops this server
+            # after the queries in flight finish (the server still dies with moa-lab: its stdin closes)
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                             start_new_session=True)
             try:
                 self._base_url = self._read_base_url(self._process, path)
             except BaseException:

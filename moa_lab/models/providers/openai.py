@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import time
 from typing import Any
 
-from moa_lab.core import Completion, EndpointError, Request, Usage
+from moa_lab.core import Completion, EndpointError, Request, Usage, redact_uri
 
 
 class OpenAIClient:
     """Translates a Request to a chat (or, with `prompt`, a completions) call and back.
 
     The openai package's own retries are switched off: `Model` retries, so every attempt is
-    counted, honours Retry-After and shows in the trace.
+    counted, honours Retry-After and shows in the trace. `timeout` bounds the whole attempt
+    (connect, headers and body): httpx's timeouts bound each read only, so a server trickling a
+    byte at a time would never time out.
     """
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0) -> None:
         import openai  # imported here: `import moa_lab` must stay fast
 
         self.base_url = base_url
+        self.timeout = timeout
+        self._shown = redact_uri(base_url)  # errors end up in RunLogs and MLflow: no password in them
         self._openai = openai
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
@@ -31,6 +38,17 @@ class OpenAIClient:
         if sampling.stop:
             kwargs["stop"] = list(sampling.stop)
         try:
+            async with asyncio.timeout(self.timeout):
+                response, choice, text = await self._create(request, kwargs)
+        except TimeoutError:
+            raise EndpointError(f"{self._shown}: timed out after {self.timeout:g} s", retryable=True) from None
+        usage = response.usage
+        if usage is None:
+            raise EndpointError(f"{self._shown}: response has no usage; cost cannot be accounted", retryable=False)
+        return Completion(text, Usage(usage.prompt_tokens, usage.completion_tokens), choice.finish_reason or "stop")
+
+    async def _create(self, request: Request, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:
+        try:
             if request.prompt is not None:
                 response = await self._client.completions.create(prompt=request.prompt, **kwargs)
                 choice = response.choices[0]
@@ -43,15 +61,12 @@ class OpenAIClient:
         except self._openai.APIStatusError as exc:
             raise _status_error(exc) from None
         except self._openai.APITimeoutError:
-            raise EndpointError(f"{self.base_url}: timed out", retryable=True) from None
+            raise EndpointError(f"{self._shown}: timed out", retryable=True) from None
         except self._openai.APIConnectionError as exc:
-            raise EndpointError(f"{self.base_url}: cannot connect ({exc})", retryable=True) from None
+            raise EndpointError(f"{self._shown}: cannot connect ({exc})", retryable=True) from None
         except (self._openai.APIError, ValueError, AttributeError, IndexError, TypeError) as exc:
-            raise EndpointError(f"{self.base_url}: malformed response ({type(exc).__name__})", retryable=True) from None
-        usage = response.usage
-        if usage is None:
-            raise EndpointError(f"{self.base_url}: response has no usage; cost cannot be accounted", retryable=False)
-        return Completion(text, Usage(usage.prompt_tokens, usage.completion_tokens), choice.finish_reason or "stop")
+            raise EndpointError(f"{self._shown}: malformed response ({type(exc).__name__})", retryable=True) from None
+        return response, choice, text
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -66,10 +81,18 @@ def _status_error(exc: Any) -> EndpointError:
 
 
 def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110)."""
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _short(exc: Any) -> str:
