@@ -17,10 +17,8 @@ import yaml
 from moa_lab.core import Sample
 from moa_lab.evaluation import Experiment, groups, run_experiment, split_samples
 from moa_lab.models import Price, PriceTable
-from moa_lab.search import export_best, pareto, recheck, run_study, search_config, study_dir
-from moa_lab.search import TrialResult
-from moa_lab.search._front import _candidates
-from moa_lab.search._holdout import best_at_most, best_single, cheapest_at_least
+from moa_lab.search import (best_at_most, best_single, cheapest_at_least, evaluated, export_best, pareto, recheck, run_study,
+                            search_config, study_dir)
 from moa_lab.testing import ScriptedClient
 from moa_lab.tracking import read_runlog
 
@@ -71,7 +69,7 @@ def test_the_study_never_sees_the_held_out_questions_and_pareto_rechecks_on_them
     assert len(seen) == 30 and not seen & held_ids
 
     front = pareto(study)
-    trials = [TrialResult.from_trial(t) for t in _candidates(study)]
+    trials = evaluated(study)
 
     async def check():  # type: ignore[no-untyped-def]
         models = _models(exp)

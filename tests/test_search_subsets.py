@@ -15,8 +15,7 @@ import yaml
 from moa_lab.core import ConfigError
 from moa_lab.evaluation import Experiment
 from moa_lab.models import MemoryCache, Price, PriceTable
-from moa_lab.search import SearchSpace, pareto, run_study, search_config, suggest
-from moa_lab.search._front import _candidates
+from moa_lab.search import SearchSpace, evaluated, pareto, run_study, search_config, suggest
 from moa_lab.testing import ScriptedClient
 
 POOL = [f"fake/m{i}" for i in range(8)]
@@ -94,7 +93,8 @@ def test_the_front_is_exactly_the_non_dominated_trials_of_the_chosen_objectives(
     prices = {m: float(i + 1) for i, m in enumerate(POOL[:5])}
     study = asyncio.run(run_study(exp, _models(exp, ScriptedClient(responder=answer), prices)))
     assert len(study.directions) == 2
-    trials = _candidates(study)
+    complete = {r.number for r in evaluated(study)}
+    trials = [t for t in study.trials if t.number in complete]
     front = {r.number for r in pareto(study)}
 
     def dominates(a, b) -> bool:  # type: ignore[no-untyped-def]

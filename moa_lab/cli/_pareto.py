@@ -34,10 +34,8 @@ def pareto_(
     on held-out numbers. The best-quality trial is written as topology YAML and as an experiment
     that `moa-lab eval` runs as is, reproducing the trial on the split it was judged on.
     """
-    from moa_lab.search import export_best, load_study, pareto, search_config, study_budget, write_front_plot
-    from moa_lab.search._front import _candidates, objectives
-    from moa_lab.search._holdout import best_at_most, best_single, cheapest_at_least, recheck, single
-    from moa_lab.search._trial import TrialResult
+    from moa_lab.search import (best_at_most, best_single, cheapest_at_least, evaluated, export_best, load_study, objectives,
+                                pareto, recheck, search_config, single_model, study_budget, write_front_plot)
 
     exp = Experiment.load(experiment)
     config = search_config(exp)
@@ -45,7 +43,7 @@ def pareto_(
     results = pareto(study)
     if not results:
         raise ConfigError(f"study {exp.spec.name!r} has no trial evaluated on the full set yet")
-    trials = [TrialResult.from_trial(t) for t in _candidates(study)]
+    trials = evaluated(study)
     models = exp.model_set(budget=study_budget(exp, storage))
     model = max_cost if max_cost is not None and not _is_number(max_cost) else None
     if model is not None and model not in config.space.pool:
@@ -55,7 +53,8 @@ def pareto_(
         async with models:
             rows = await recheck(exp, config, models, results)
             ref = await best_single(exp, config, models, trials) if match_quality == "best-single" else None
-            alone = await single(exp, config, models, model, trials) if model is not None else None
+            alone = (await single_model(exp, config, models, model, trials, search=config.holdout is None)
+                     if model is not None else None)
         return rows, ref, alone
 
     rows, ref, alone = asyncio.run(measure())

@@ -31,6 +31,11 @@ def _candidates(study: Any) -> list[Any]:
     return out
 
 
+def evaluated(study: Any) -> list[TrialResult]:
+    """The study's complete, feasible trials evaluated on the full set, each topology once."""
+    return [TrialResult.from_trial(t) for t in _candidates(study)]
+
+
 def pareto(study: Any) -> list[TrialResult]:
     """The non-dominated trials on exactly the study's objectives (for a single objective: the best),
     best quality first. Trials stopped at the first fidelity stage, repeats and infeasible trials are left out."""

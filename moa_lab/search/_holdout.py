@@ -59,7 +59,7 @@ async def recheck(exp: Experiment, config: SearchConfig, models: ModelSet, resul
     return [await _measure(exp, config, models, f"trial {r.number}", r.spec, r.tasks, r.number, r) for r in results]
 
 
-async def single(exp: Experiment, config: SearchConfig, models: ModelSet, model: str, trials: list[TrialResult],
+async def single_model(exp: Experiment, config: SearchConfig, models: ModelSet, model: str, trials: list[TrialResult],
                  *, search: bool = False, held: bool = True) -> Recheck:
     """`model` alone as the study's space runs it: the study's trial of it when there is one, else
     measured on the held-out split (and, with `search`, on the search split too, into `singles/`)."""
@@ -81,9 +81,9 @@ async def single(exp: Experiment, config: SearchConfig, models: ModelSet, model:
 async def best_single(exp: Experiment, config: SearchConfig, models: ModelSet, trials: list[TrialResult]) -> Recheck:
     """Every pool model alone on the search split (the study's own trial where it has one, the rest
     evaluated through the cache): the best there, re-checked on the held-out split."""
-    rows = {m: await single(exp, config, models, m, trials, search=True, held=False) for m in config.space.pool}
+    rows = {m: await single_model(exp, config, models, m, trials, search=True, held=False) for m in config.space.pool}
     model = max(rows, key=lambda m: (rows[m].search.quality.mean, -rows[m].search.usd_per_query))  # type: ignore[union-attr]
-    return await single(exp, config, models, model, trials, search=True)
+    return await single_model(exp, config, models, model, trials, search=True)
 
 
 async def _measure(exp: Experiment, config: SearchConfig, models: ModelSet, label: str, spec: TopologySpec,
