@@ -1,7 +1,7 @@
 """Search cost: the same topology study with the shared call cache and without it, side by side.
 
 The study is `experiments/search_gsm8k_replay.yaml` (60 trials of vote subsets over the 18 recorded
-GSM8K models, all 1,319 questions, list prices), run twice from scratch with the same seed: once with a
+GSM8K models, on the study's search split of the 1,319 questions, list prices), run twice from scratch with the same seed: once with a
 fresh call cache shared by all trials, once with no cache. Replayed calls are charged at list price,
 so "paid" is what the study would have cost against the real endpoints.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from moa_lab.evaluation import Experiment
+from moa_lab.evaluation import Experiment, groups
 from moa_lab.models import Budget, SqliteCache
-from moa_lab.search import run_study
+from moa_lab.search import run_study, search_config, search_split
 from moa_lab.tracking import read_runlog
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "search_gsm8k_replay.yaml"
@@ -64,7 +64,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         c_calls, c_usd, c_s, c_best = once(Path(tmp), True, args.trials)
         u_calls, u_usd, u_s, u_best = once(Path(tmp), False, args.trials)
-    print(f"{args.trials}-trial study over 18 replayed GSM8K models (1,319 questions), same seed")
+    probe = Experiment.load(STUDY)
+    questions = sum(len(g.samples) for g in groups(search_split(probe, search_config(probe))))
+    print(f"{args.trials}-trial study over 18 replayed GSM8K models ({questions:,} questions of the search split), same seed")
     print(f"{'':<22}{'calls paid':>12}{'$ paid':>12}{'wall s':>10}{'best quality':>14}")
     print(f"{'  with shared cache':<22}{c_calls:>12}{c_usd:>12.4f}{c_s:>10.1f}{c_best:>14.3f}")
     print(f"{'  without cache':<22}{u_calls:>12}{u_usd:>12.4f}{u_s:>10.1f}{u_best:>14.3f}")

@@ -266,6 +266,23 @@ def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:
     assert np.allclose(second, first[[1, 0]]) and np.allclose(np.linalg.norm(first, axis=1), 1)
 
 
+def test_a_router_study_never_scores_the_questions_the_router_was_trained_on(artifact: Path, recorded: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from moa_lab.evaluation import Experiment, groups
+    from moa_lab.search import search_config, search_split
+
+    trained = set(Router.load(artifact).meta["training"]["query_ids"])
+    body = {"name": "r", "benchmark": {"kind": "gsm8k", "path": str(recorded)}, "scorer": "numeric",
+            "search": {"holdout": 0.3, "space": {"router": {"path": str(artifact)}}}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(body))
+    exp = Experiment.load(tmp_path / "exp.yaml")
+    everything = {s.id for s in groups(exp)[0].samples}
+    sides = [{s.id for s in groups(search_split(exp, search_config(exp), part))[0].samples} for part in ("search", "holdout")]
+    assert trained and trained < everything
+    assert not (sides[0] | sides[1]) & trained and sides[0] | sides[1] == everything - trained and not sides[0] & sides[1]
+
+
 def test_search_space_tunes_lambda_and_k(artifact: Path) -> None:
     import optuna
 

@@ -47,7 +47,7 @@ def _experiment(folder: Path, base_url: str) -> Path:
         "endpoints": {"srv": {"kind": "openai", "base_url": base_url, "concurrency": 4}},
         "prices": {m: {"input": 1.0, "output": 1.0} for m in "abcd"},
         "search": {"trials": 12, "budget_usd": 100.0,
-                   "space": {"pool": ["srv/a", "srv/b", "srv/c", "srv/d"], "proposers": [1, 3], "aggregators": ["vote"]}},
+                   "space": {"pool": ["srv/a", "srv/b", "srv/c", "srv/d", "srv/e"], "proposers": [1, 3], "aggregators": ["vote"]}},
     }
     path = folder / "exp.yaml"
     path.write_text(yaml.safe_dump(body))
@@ -86,7 +86,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
                 raise AssertionError(f"worker hung; trials: {states}; stderr: {err[-1500:]}") from None
             assert w.returncode in (0, 3), err[-2000:]  # 3: the study holds the killed worker's failed trial
         trials = study.get_trials()
-        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        complete = [t for t in trials if t.state.name == "COMPLETE" and "repeat_of" not in t.user_attrs]  # repeats are not counted
         assert len(complete) == 12, [(t.number, t.state.name, t.user_attrs.get("worker"), t.user_attrs.get("surplus")) for t in trials]
         assert len({t.number for t in trials}) == len(trials)  # none duplicated
         assert all("spec" in t.user_attrs and "quality" in t.user_attrs for t in complete)
@@ -97,7 +97,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 3, err[-2000:]  # it still holds the killed worker's failed trial
         trials = study.get_trials()
-        assert len([t for t in trials if t.state.name == "COMPLETE"]) == 15
+        assert len([t for t in trials if t.state.name == "COMPLETE" and "repeat_of" not in t.user_attrs]) == 15
         assert not [t for t in trials if t.state.name == "RUNNING"]
         failed = [t for t in trials if t.state.name == "FAIL"]
         assert len(failed) == 1

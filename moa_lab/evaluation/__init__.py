@@ -1,9 +1,9 @@
 """Evaluation: experiments (topologies x samples x scorer) run to RunLogs, with statistics."""
 
 from moa_lab.evaluation._evaluate import evaluate, score_record
-from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, TrackingSpec, project_root
+from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, SplitSpec, TrackingSpec, project_root
 from moa_lab.evaluation._runs import FINISHED, ExperimentRun, git_commit, run_experiment, run_folder
-from moa_lab.evaluation._sources import Group, build_scorer, groups
+from moa_lab.evaluation._sources import Group, build_scorer, groups, split_samples
 from moa_lab.evaluation._summary import EvalSummary, summarize
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ExperimentRun",
     "ExperimentSpec",
     "Group",
+    "SplitSpec",
     "TrackingSpec",
     "build_scorer",
     "evaluate",
@@ -24,5 +25,6 @@ __all__ = [
     "run_experiment",
     "run_folder",
     "score_record",
+    "split_samples",
     "summarize",
 ]

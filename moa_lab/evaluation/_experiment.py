@@ -24,6 +24,19 @@ class BudgetSpec(BaseModel):
     tokens: int | None = Field(None, ge=0)
 
 
+class SplitSpec(BaseModel):
+    """A seeded split of every group's samples: the `exclude`d ids are left out (e.g. the questions
+    a router was trained on), then `holdout` of the rest (by a hash of seed and sample id, so the
+    split does not depend on sample order) are held out; `part` says which side to run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    holdout: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    part: Literal["search", "holdout"] = "search"
+    exclude: tuple[str, ...] = ()
+
+
 class BenchmarkSpec(BaseModel):
     """What to evaluate on: `builtin` tasks, `gsm8k`, `alpaca_eval`, `mt_bench` or `jsonl`."""
 
@@ -35,6 +48,8 @@ class BenchmarkSpec(BaseModel):
     items: int = Field(40, ge=1)
     limit: int | None = Field(None, ge=1)
     seed: int = 0
+    split: SplitSpec | None = None
+    """Run only one side of a seeded search/held-out split (what `moa-lab search` writes out)."""
 
 
 class TrackingSpec(BaseModel):

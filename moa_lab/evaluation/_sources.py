@@ -39,12 +39,27 @@ def build_scorer(source: str | dict[str, Any], *, numeric: bool = False) -> Scor
 
 
 def groups(exp: Experiment) -> list[Group]:
-    """The experiment's groups of samples, each with its scorer; two samples of a group with one
-    id are refused, naming both."""
-    found = _groups(exp)
-    for group in found:
+    """The experiment's groups of samples, each with its scorer (one side of `benchmark.split`, if
+    given); two samples of a group with one id are refused, naming both."""
+    out = _groups(exp)
+    for group in out:
         check_unique(group.samples, f"{exp.source}" + (f" (task {group.task})" if group.task else ""))
-    return found
+    split = exp.spec.benchmark.split if exp.spec.benchmark is not None else None
+    if split is None:
+        return out
+    left_out = set(split.exclude)
+    sides = [split_samples([s for s in g.samples if s.id not in left_out], split.holdout, split.seed) for g in out]
+    return [Group(g.task, held if split.part == "holdout" else kept, g.scorer) for g, (kept, held) in zip(out, sides)]
+
+
+def split_samples(samples: list[Sample], holdout: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(search, held-out): `round(holdout * n)` samples held out, chosen by a seeded hash of their
+    ids (the same samples whatever their order), each side in the original order."""
+    def key(s: Sample) -> str:
+        return hashlib.sha256(f"{seed}\0{s.id}".encode()).hexdigest()
+
+    held = {id(s) for s in sorted(samples, key=key)[: round(holdout * len(samples))]}
+    return [s for s in samples if id(s) not in held], [s for s in samples if id(s) in held]
 
 
 def _groups(exp: Experiment) -> list[Group]:

@@ -54,6 +54,7 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     config = config or TrainConfig(seed=seed)
     provenance = {
         "split": {"holdout": holdout, "test_fraction": test_fraction, "seed": seed},
+        "query_ids": [str(data.ids[i]) for i in rows],  # so a study tuning this router can leave them out
         "embedding_seconds": round(loaded.seconds, 2),
         "data_args": {k: str(v) for k, v in data_args.items() if v is not None},
     }

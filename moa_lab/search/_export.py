@@ -17,6 +17,7 @@ import yaml
 
 from moa_lab.core import ConfigError
 from moa_lab.evaluation import Experiment, groups
+from moa_lab.search._config import search_config
 from moa_lab.search._trial import TrialResult, samples_hash
 from moa_lab.topology import SelectorSpec, TopologySpec, to_yaml
 
@@ -42,8 +43,16 @@ def export_best(exp: Experiment, result: TrialResult, folder: Path) -> ExportedT
         path.write_text(to_yaml(result.evaluated(task)), encoding="utf-8")
         topologies.append(path)
     experiment = folder / "best_experiment.yaml"
+    split = search_config(exp).split("search")
+    judged = ""
+    if split is not None:
+        judged = "# Judged on the study's search split (benchmark.split, part: search)"
+        judged += f"; part: holdout gives the {split.holdout:.0%} of questions the study never saw" if split.holdout else ""
+        judged += f"; the {len(split.exclude)} questions its router was trained on are left out" if split.exclude else ""
+        judged += ".\n"
     note = (f"# Trial {result.number} of the study {exp.spec.name!r} ({exp.source}), written by `moa-lab pareto`:\n"
-            f"# `moa-lab eval` on this file evaluates what the trial evaluated. Relative paths are relative to this file.\n")
+            f"# `moa-lab eval` on this file evaluates what the trial evaluated. Relative paths are relative to this file.\n"
+            + judged)
     body = yaml.safe_dump(_experiment_body(exp, result, folder), sort_keys=False, allow_unicode=True)
     experiment.write_text(note + body, encoding="utf-8")
     _check(experiment, result)
@@ -62,6 +71,9 @@ def _experiment_body(exp: Experiment, result: TrialResult, folder: Path) -> dict
     for section in ("benchmark", "dataset"):
         if body.get(section, {}).get("path"):
             body[section]["path"] = rebased(body[section]["path"])
+    split = search_config(exp).split("search")
+    if split is not None:
+        body["benchmark"]["split"] = split.model_dump(mode="json")
     for endpoint in body.get("endpoints", {}).values():
         if endpoint.get("paths"):
             endpoint["paths"] = [rebased(p) for p in endpoint["paths"]]

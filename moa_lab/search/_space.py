@@ -104,14 +104,8 @@ def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
     else:
         n_layers = trial.suggest_int("layers", *space.layers)
         layers = []
-        lo, hi = space.proposer_range
         for i in range(n_layers):
-            # a subset as one yes/no per pool model (Optuna needs fixed choices per parameter);
-            # sizes outside [lo, hi] are repaired deterministically, in pool order
-            chosen = [m for m in space.pool if trial.suggest_categorical(f"layer{i}.{m}", [True, False])]
-            rest = [m for m in space.pool if m not in chosen]
-            chosen = (chosen + rest)[: max(lo, min(hi, len(chosen)))]
-            layers.append(sorted(chosen, key=space.pool.index))
+            layers.append(subset(trial, f"layer{i}", space.pool, space.proposer_range))
     kind = _pick(trial, "aggregator", space.aggregators)
     width = len(layers[-1])
     if width == 1 and len(layers) == 1:
@@ -127,6 +121,42 @@ def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
         for layer in layers
     )
     return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
+
+
+def subset(trial: Trial, prefix: str, pool: tuple[str, ...], sizes: tuple[int, int]) -> list[str]:
+    """A subset of `pool`: its size first (uniform over `sizes`), then its members as the `size`
+    highest of one weight in [0, 1] per pool model (ties by pool order), in pool order.
+
+    Every size and every subset of it is reachable; with independent weights each subset of a
+    size is equally likely, and a sampler can learn both which sizes and which models pay off."""
+    size = sizes[0] if sizes[0] == sizes[1] else trial.suggest_int(f"{prefix}.size", *sizes)
+    if size == len(pool):
+        return list(pool)
+    weight = {m: trial.suggest_float(f"{prefix}.w.{m}", 0.0, 1.0) for m in pool}
+    chosen = set(sorted(pool, key=lambda m: (-weight[m], pool.index(m)))[:size])
+    return [m for m in pool if m in chosen]
+
+
+def subset_params(prefix: str, pool: tuple[str, ...], sizes: tuple[int, int], members: list[str]) -> dict[str, Any]:
+    """The parameters under which `subset` draws exactly `members` (for enqueued baselines)."""
+    if not sizes[0] <= len(members) <= sizes[1]:
+        raise ValueError(f"{len(members)} proposers is outside the space's range {list(sizes)}")
+    out: dict[str, Any] = {} if sizes[0] == sizes[1] else {f"{prefix}.size": len(members)}
+    if len(members) < len(pool):
+        out |= {f"{prefix}.w.{m}": 1.0 if m in members else 0.0 for m in pool}
+    return out
+
+
+def single_spec(space: SearchSpace, model: str) -> TopologySpec:
+    """`model` alone, as `suggest` draws it with the space's first temperature and max_tokens."""
+    import optuna
+
+    params: dict[str, Any] = {"family": "moa", "layers": 1, "temperature": space.temperatures[0],
+                              "max_tokens": space.max_tokens[0], "aggregator": space.aggregators[0]}
+    params |= subset_params("layer0", space.pool, space.proposer_range, [model])
+    if space.aggregator_models:
+        params["aggregator.model"] = space.aggregator_models[0]
+    return suggest(optuna.trial.FixedTrial(params), space).model_copy(update={"name": model.split("/")[-1]})
 
 
 def _routed(trial: Trial, knobs: RouterKnobs, extractor: str) -> TopologySpec:

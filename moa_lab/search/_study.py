@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import warnings
 from typing import Any
 
 from moa_lab.core import ConfigError
 from moa_lab.evaluation import Experiment, groups
 from moa_lab.models import Budget, ModelSet, process_alive
-from moa_lab.search._config import SearchConfig, search_config, study_dir
+from moa_lab.search._config import SearchConfig, search_config, search_split, study_dir
 from moa_lab.search._front import pareto, write_front_plot
-from moa_lab.search._space import SearchSpace
+from moa_lab.search._space import SearchSpace, subset_params
 from moa_lab.search._trial import TrialResult, run_trial, trial_records, worker_name
 
 HEARTBEAT_S = 2
+MAX_REPEATS = 50
+"""Draws in a row that only repeat evaluated topologies before a worker stops (a small space is exhausted)."""
 TRACES_PER_TRIAL = 5
 
 
@@ -52,21 +55,31 @@ def study_budget(exp: Experiment, storage: str | None = None) -> Budget | None:
 
 
 def _baselines(space: SearchSpace, models: ModelSet) -> list[dict[str, Any]]:
-    """Params of known baselines, tried first: the dearest pool model alone, every pool model in
-    one layer (MoA-Lite), and the dearest model sampled k times (Self-MoA). A router study starts
-    from the ends of its λ range (quality first, then cost first)."""
+    """Params of the known baselines, tried first: the cheapest pool model alone, the dearest one
+    alone (the best single at list price), every pool model in one voted layer (or, when the space
+    caps the subset size below the pool, the space's maximum: the dearest that many) and, with
+    Self-MoA, the dearest model sampled k times. A router study starts from the ends of its λ range."""
     if space.router is not None:
         return [{"router.lam": space.router.lam[0]}, {"router.lam": space.router.lam[1]}]
-    dearest = max(space.pool, key=lambda m: models.get(m).price.output_per_mtok)
+    by_price = sorted(space.pool, key=lambda m: (_list_price(models, m), space.pool.index(m)))
     base: dict[str, Any] = {"layers": 1} if space.layers[1] > 1 else {}
     if space.self_moa_k is not None:
         base["family"] = "moa"
-    single = {**base, **{f"layer0.{m}": m == dearest for m in space.pool}}
-    lite = {**base, **{f"layer0.{m}": True for m in space.pool}}
-    out = [single, lite]
+    lo, hi = space.proposer_range
+    out = []
+    if lo == 1:
+        out += [{**base, **subset_params("layer0", space.pool, (lo, hi), [m])} for m in dict.fromkeys((by_price[0], by_price[-1]))]
+    widest = sorted(by_price[-hi:], key=space.pool.index)
+    out.append({**base, **subset_params("layer0", space.pool, (lo, hi), widest)})
     if space.self_moa_k is not None:
-        out.append({"family": "self-moa", "self_moa.model": dearest, "self_moa.k": space.self_moa_k[1]})
+        out.append({"family": "self-moa", "self_moa.model": by_price[-1], "self_moa.k": space.self_moa_k[1]})
     return out
+
+
+def _list_price(models: ModelSet, model: str) -> float:
+    """A model's list price per million input plus output tokens (what `cheapest` and `dearest` rank by)."""
+    price = models.get(model).price
+    return price.input_per_mtok + price.output_per_mtok
 
 
 def open_study(exp: Experiment, models: ModelSet, *, storage: str | None = None, resume: bool = False) -> Any:
@@ -74,14 +87,21 @@ def open_study(exp: Experiment, models: ModelSet, *, storage: str | None = None,
     import optuna
 
     config = search_config(exp)
-    directions = ["maximize", "minimize", "minimize"] if config.mode == "pareto" else ["maximize"]
+    objectives = list(config.objectives) if config.mode == "pareto" else ["quality - penalty x usd"]
+    directions = ["maximize" if o.startswith("quality") else "minimize" for o in objectives]
     sampler = optuna.samplers.NSGAIISampler(seed=config.seed) if config.mode == "pareto" else optuna.samplers.TPESampler(seed=config.seed)
     study = optuna.create_study(study_name=exp.spec.name, storage=_storage(exp, storage), directions=directions,
                                 sampler=sampler, load_if_exists=True)
     if study.trials and not resume:
         raise ConfigError(f"study {exp.spec.name!r} already has {len(study.trials)} trials: continue it with --resume")
+    stored = study.user_attrs.get("objectives")
+    if stored is not None and stored != objectives:
+        raise ConfigError(f"study {exp.spec.name!r} was run with objectives {study.user_attrs['objectives']}, "
+                          f"not {objectives}: start a new study (another name) to change them")
     fail_orphaned_trials(study)
     if not study.trials:
+        study.set_user_attr("objectives", objectives)
+        study.set_user_attr("holdout", config.holdout)
         for params in _baselines(config.space, models):
             study.enqueue_trial(params, skip_if_exists=True)
     return study
@@ -109,7 +129,7 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
                                    tags={"moa_lab.kind": "study", "study": exp.spec.name, "worker": worker_name()})
 
     def log_trial(result: TrialResult) -> None:
-        if tracker is not None:
+        if tracker is not None and result.repeat_of is None:
             tracker.start_run(f"trial-{result.number}", params={"topology": result.topology_source()},
                               tags={"study": exp.spec.name, "trial": str(result.number)}, parent_run_id=parent)
             tracker.log_metrics(result.values)
@@ -136,30 +156,37 @@ async def _optimize(exp: Experiment, config: SearchConfig, models: ModelSet, stu
     import optuna
 
     state = optuna.trial.TrialState
+    exp = search_split(exp, config)
     benchmark = groups(exp)  # loaded once for every trial of this worker
+    repeats = 0
     while True:
         if heartbeat:
             optuna.storages.fail_stale_trials(study)
         else:
             fail_orphaned_trials(study)
-        counts = [t.state for t in study.get_trials(deepcopy=False)]
+        counts = [t.state for t in study.get_trials(deepcopy=False) if "repeat_of" not in t.user_attrs]
         complete, running = counts.count(state.COMPLETE), counts.count(state.RUNNING)
         if complete >= target or (complete + running >= target and not heartbeat):
             break
         if complete + running >= target:  # wait: a running trial may belong to a dead worker
             await asyncio.sleep(HEARTBEAT_S)
             continue
+        if repeats >= MAX_REPEATS:
+            warnings.warn(f"study {exp.spec.name!r}: {repeats} draws in a row repeated evaluated topologies; "
+                          f"stopping at {complete} trials (the space may hold no more)", stacklevel=1)
+            break
         trial = study.ask()
         if heartbeat:  # beat at once: a trial with no heartbeat yet is never found stale
             study._storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
         pulse = _Pulse(study, trial) if heartbeat else None
         try:
-            done = await run_trial(exp, config, models, study, trial, benchmark, target, on_trial)
+            status = await run_trial(exp, config, models, study, trial, benchmark, target, on_trial)
         finally:
             if pulse is not None:
                 pulse.stop()
-        if not done:
+        if status == "stop":
             break
+        repeats = repeats + 1 if status == "repeat" else 0
 
 
 class _Pulse:

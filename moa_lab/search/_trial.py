@@ -21,12 +21,13 @@ from moa_lab.core import BudgetExceeded
 from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
 from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline, QueryPlan
-from moa_lab.search._config import SearchConfig, study_dir
+from moa_lab.search._config import COLUMNS, SearchConfig, study_dir
 from moa_lab.search._space import suggest
 from moa_lab.topology import TopologySpec, for_task, validate
 from moa_lab.tracking import QueryRecord, read_runlog
 
-OBJECTIVES = ("quality", "cost_per_query_usd", "latency_p50_s")
+VALUES = ("quality", "cost_per_query_usd", "latency_p50_s", "tokens_per_query", "failed")
+"""What every trial records (the chosen objectives are some of these; `flops_per_query` when chosen)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class TrialResult:
     values: dict[str, float]
     tasks: tuple[str, ...] = ()
     samples_hash: str | None = None
+    repeat_of: int | None = None
+    """The earlier trial that evaluated the same spec (this one was answered from its record)."""
 
     def evaluated(self, task: str | None) -> TopologySpec:
         """The exact spec this trial ran on the samples of `task` (None: a benchmark without tasks)."""
@@ -54,8 +57,9 @@ class TrialResult:
     def from_trial(cls, trial: Any) -> TrialResult:
         """Read a finished Optuna trial's record."""
         attrs = trial.user_attrs
-        return cls(trial.number, validate(TopologySpec, attrs["spec"]), {k: attrs[k] for k in (*OBJECTIVES, "failed")},
-                   tuple(attrs.get("tasks", ())), attrs.get("samples_hash"))
+        return cls(trial.number, validate(TopologySpec, attrs["spec"]),
+                   {k: attrs[k] for k in (*VALUES, "flops_per_query") if k in attrs},
+                   tuple(attrs.get("tasks", ())), attrs.get("samples_hash"), attrs.get("repeat_of"))
 
 
 def evaluated_spec(spec: TopologySpec, tasks: tuple[str, ...], task: str | None) -> TopologySpec:
@@ -76,12 +80,12 @@ def samples_hash(benchmark: list[Group]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def runlog_name(number: int, task: str | None) -> str:
+def runlog_name(number: int | str, task: str | None) -> str:
     """The RunLog (and label) of a trial's group: `trial-3__opposites`, or `trial-3` without tasks."""
     return f"trial-{number}__{task}" if task else f"trial-{number}"
 
 
-async def evaluate_trial(exp: Experiment, number: int, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet,
+async def evaluate_trial(exp: Experiment, number: int | str, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet,
                          folder: Path, benchmark: list[Group], limit: int | None = None,
                          budget: Admission | None = None) -> list[EvalSummary]:
     """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
@@ -97,7 +101,7 @@ async def evaluate_trial(exp: Experiment, number: int, spec: TopologySpec, tasks
     return out
 
 
-async def admit_stage(number: int, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet, folder: Path,
+async def admit_stage(number: int | str, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet, folder: Path,
                       benchmark: list[Group], limit: int | None = None) -> Admission | None:
     """Admit a trial's stage on its whole worst case: every query it has not run yet, every call
     of each (raises BudgetExceeded before any is sent when that does not fit)."""
@@ -114,18 +118,27 @@ async def admit_stage(number: int, spec: TopologySpec, tasks: tuple[str, ...], m
     return await models.budget.admit(total.usd, total.tokens)
 
 
-def trial_values(summaries: list[EvalSummary]) -> dict[str, float]:
-    """The trial's objectives over all groups, each group weighted by its samples."""
+def trial_values(summaries: list[EvalSummary], flops: float | None = None) -> dict[str, float]:
+    """The trial's values over all groups, each group weighted by its samples (`flops`: the total,
+    when it is an objective)."""
     n = sum(s.samples for s in summaries)
-    return {
+    values = {
         "quality": sum((s.quality.mean if s.quality else 0.0) * s.samples for s in summaries) / n,
         "cost_per_query_usd": sum(s.cost_per_query * s.samples for s in summaries) / n,
         "latency_p50_s": sum(s.critical_path_p50 * s.samples for s in summaries) / n,
+        "tokens_per_query": sum(s.input_tokens + s.output_tokens for s in summaries) / n,
         "failed": float(sum(s.failed for s in summaries)),
     }
+    return values | ({"flops_per_query": flops / n} if flops is not None else {})
 
 
-def trial_records(folder: Path, number: int) -> list[QueryRecord]:
+def spec_key(spec: TopologySpec, tasks: tuple[str, ...]) -> str:
+    """What makes two trials the same evaluation: the spec (not its name) and the tasks it is bound to."""
+    payload = [spec.model_dump(mode="json", exclude={"name"}), list(tasks)]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trial_records(folder: Path, number: int | str) -> list[QueryRecord]:
     """Every query record of a trial's RunLogs (the one place search reads RunLogs)."""
     # trial-1.jsonl and trial-1__<task>.jsonl, not trial-12.jsonl
     runlogs = sorted([*folder.glob(f"trial-{number}.jsonl"), *folder.glob(f"trial-{number}__*.jsonl")])
@@ -138,30 +151,51 @@ def worker_name() -> str:
 
 
 async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, trial: Any, benchmark: list[Group],
-                    target: int, on_trial: Any) -> bool:
-    """Draw one topology, evaluate it, tell the study; False when the study must stop (budget spent)."""
+                    target: int, on_trial: Any) -> str:
+    """Draw one topology, evaluate it (or answer it from an earlier trial's record), tell the study.
+
+    Returns `new`, `repeat` (the spec was evaluated before: not paid, not counted) or `stop`
+    (the budget is spent)."""
     import optuna
 
     state = optuna.trial.TrialState
-    others = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING)) if t.number != trial.number]
+    others = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING))
+              if t.number != trial.number and "repeat_of" not in t.user_attrs]
     if len(others) >= target:  # another worker asked at the same moment: this one is surplus, do no work
         trial.set_user_attr("surplus", True)
         study.tell(trial, state=state.PRUNED)
-        return True
+        return "new"
     trial.set_user_attr("worker", worker_name())
     spec = suggest(trial, config.space)
     tasks = bound_tasks(exp, benchmark, routed=config.space.router is not None)
+    key = spec_key(spec, tasks)
     trial.set_user_attr("spec", spec.model_dump(mode="json"))
     trial.set_user_attr("tasks", list(tasks))
+    trial.set_user_attr("key", key)
+    earlier = next((t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
+                    if t.user_attrs.get("key") == key and "repeat_of" not in t.user_attrs), None)
+    if earlier is not None:
+        trial.set_user_attr("repeat_of", earlier.number)
+        for name in (*VALUES, "flops_per_query", "fidelity", "samples_hash"):
+            if name in earlier.user_attrs:
+                trial.set_user_attr(name, earlier.user_attrs[name])
+        study.tell(trial, earlier.values)  # the sampler learns it again, the study neither pays nor counts it
+        if on_trial is not None:
+            on_trial(TrialResult.from_trial(study.get_trials(deepcopy=False)[trial.number]))
+        return "repeat"
     folder = study_dir(exp)
 
     async def run(limit: int | None = None) -> dict[str, float]:
         stage = await admit_stage(trial.number, spec, tasks, models, folder, benchmark, limit)
         try:
-            return trial_values(await evaluate_trial(exp, trial.number, spec, tasks, models, folder, benchmark, limit, stage))
+            summaries = await evaluate_trial(exp, trial.number, spec, tasks, models, folder, benchmark, limit, stage)
         finally:
             if stage is not None:
                 await asyncio.shield(stage.close())
+        flops = None
+        if "flops" in config.objectives:
+            flops = sum(r.total_cost.flops for r in trial_records(folder, trial.number))
+        return trial_values(summaries, flops)
 
     full, stopping = True, False
     refused_before = models.budget.refused if models.budget is not None else 0
@@ -170,7 +204,7 @@ async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, stu
     except BudgetExceeded as exc:  # not admitted: nothing was sent, the trial fails with $0 spent
         trial.set_user_attr("refused", str(exc))
         study.tell(trial, state=state.FAIL)
-        return False
+        return "stop"
     if config.subsample:
         trial.set_user_attr("stage1_quality", values["quality"])
         full = _promoted(study, config, values["quality"], trial.number)
@@ -185,22 +219,22 @@ async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, stu
     if full:
         trial.set_user_attr("samples_hash", samples_hash(benchmark))
     trial.set_user_attr("fidelity", "full" if full else "subsample")
-    for key, value in values.items():
-        trial.set_user_attr(key, value)
+    for name, value in values.items():
+        trial.set_user_attr(name, value)
     if models.budget is not None:
         trial.set_user_attr("study_spent_usd", models.budget.spent_usd)
         if models.budget.refused > refused_before:
             study.tell(trial, state=state.FAIL)
-            return False
+            return "stop"
     if config.max_cost_per_query is not None:
-        trial.set_constraint([values["cost_per_query_usd"] - config.max_cost_per_query])
+        trial.set_constraint("max_cost_per_query", values["cost_per_query_usd"] - config.max_cost_per_query)
     if config.mode == "penalty":
         study.tell(trial, values["quality"] - config.cost_penalty * values["cost_per_query_usd"])
     else:
-        study.tell(trial, [values["quality"], values["cost_per_query_usd"], values["latency_p50_s"]])
+        study.tell(trial, [values[COLUMNS[o]] for o in config.objectives])
     if on_trial is not None:
         on_trial(TrialResult(trial.number, spec, values, tasks))
-    return not stopping
+    return "stop" if stopping else "new"
 
 
 def _promoted(study: Any, config: SearchConfig, quality: float, number: int) -> bool:
