@@ -68,9 +68,9 @@ def test_learned_selector_in_a_live_embedded_topology(minilm, cache_dir: Path, t
     records = read_runlog(routed.runlog).records
     pool_records = read_runlog(pool.runlog).records
     assert len(records) == 40
-    labels = [p["agent"] for p in pool_records[0]["layers"][0]]
+    labels = [p.agent for p in pool_records[0].layers[0]]
     for r in records:
-        assert 1 <= len(r["selected"]) <= 3
-        called = sorted(c["agent"] for c in r["calls"])
-        assert called == sorted(labels[i] for i in r["selected"])  # only the chosen proposers were called
+        assert r.selected is not None and 1 <= len(r.selected) <= 3
+        called = sorted(c.agent for c in r.calls)
+        assert called == sorted(labels[i] for i in r.selected)  # only the chosen proposers were called
     assert everyone.calls == 4 * 40 and routed.calls < everyone.calls

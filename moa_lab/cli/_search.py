@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from moa_lab.cli._app import app, console, quiet_libraries, state
-from moa_lab.core import ConfigError, redact_uri
+from moa_lab.core import redact_uri
 from moa_lab.evaluation import Experiment, groups
 
 
