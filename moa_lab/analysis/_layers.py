@@ -9,7 +9,7 @@ from statistics import fmean
 
 import numpy as np
 
-from moa_lab.analysis._runs import Analysis, clean, figure
+from moa_lab.analysis._runs import Analysis, clean, figure, spec_of
 from moa_lab.scoring import estimate, paired_difference
 from moa_lab.tracking import QueryRecord, RunLog
 
@@ -61,7 +61,12 @@ def layers(runs: Sequence[RunLog]) -> Analysis:
 
 
 def _group_key(run: RunLog) -> str:
-    return json.dumps([run.header.task, run.header.topology.get("layers", [])[:1]], sort_keys=True)
+    return json.dumps([run.header.task, [layer.model_dump(mode="json") for layer in spec_of(run).layers[:1]]], sort_keys=True)
+
+
+def _aggregator(run: RunLog) -> str:
+    agg = spec_of(run).aggregator
+    return agg.agent if agg is not None else ""
 
 
 def ranker(runs: Sequence[RunLog]) -> Analysis:
@@ -69,14 +74,14 @@ def ranker(runs: Sequence[RunLog]) -> Analysis:
     rank, vote): quality with CIs and the paired difference from the synthesizing aggregator."""
     groups: dict[str, list[RunLog]] = {}
     for run in runs:
-        agg = run.header.topology.get("aggregator")
-        if agg and len(run.header.topology.get("layers", [])) == 1 and any(r.score is not None for r in run.records):
+        spec = spec_of(run)
+        if spec.aggregator is not None and len(spec.layers) == 1 and any(r.score is not None for r in run.records):
             groups.setdefault(_group_key(run), []).append(run)
     rows: list[dict[str, object]] = []
     notes: list[str] = []
-    for members in (g for g in groups.values() if len({r.header.topology["aggregator"]["agent"] for r in g}) > 1):
+    for members in (g for g in groups.values() if len({_aggregator(r) for r in g}) > 1):
         ids = set.intersection(*({r.id for r in m.records if r.score is not None} for m in members))
-        base = next((m for m in members if m.header.topology["aggregator"]["agent"] == "synthesize"), members[0])
+        base = next((m for m in members if _aggregator(m) == "synthesize"), members[0])
         by_id = {m.header.label: {r.id: r for r in m.records} for m in members}
         order = sorted(ids)
         first = by_id[base.header.label]
@@ -86,7 +91,7 @@ def ranker(runs: Sequence[RunLog]) -> Analysis:
             same = fmean(float([p.text for p in mine[i].layers[0]] == [p.text for p in first[i].layers[0]]) for i in order)
             est = estimate([mine[i].score for i in order])  # type: ignore[misc]
             diff = paired_difference([mine[i].score for i in order], [first[i].score for i in order])  # type: ignore[misc]
-            rows.append({"task": m.header.task or "", "run": m.header.label, "aggregator": m.header.topology["aggregator"]["agent"],
+            rows.append({"task": m.header.task or "", "run": m.header.label, "aggregator": _aggregator(m),
                          "samples": len(order), "quality": clean(est.mean), "ci_low": clean(est.low), "ci_high": clean(est.high),
                          "vs": base.header.label, "difference": clean(diff.mean), "diff_low": clean(diff.low),
                          "diff_high": clean(diff.high), "same_proposals": clean(same), "layer1_mean": clean(layer1.mean)})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moa_lab.analysis._runs import Analysis, clean, figure, scored, single_model
+from moa_lab.analysis._runs import Analysis, clean, figure, scored, single_model, spec_of
 from moa_lab.scoring import estimate
 from moa_lab.tracking import RunLog
 
@@ -50,7 +50,7 @@ def pools(runs: Sequence[RunLog], extract: Callable[[str], str]) -> list[Pool]:
         records = [q for q in run.records if q.proposal_scores is not None and len(q.layers[0]) > 1]
         if not records:
             continue
-        agents = run.header.topology["layers"][0]["proposers"]
+        agents = spec_of(run).layers[0].proposers
         kind = "single-proposer" if all(a == agents[0] for a in agents) else "multi-proposer"
         texts = [[p.text if p.ok else None for p in q.layers[0]] for q in records]
         out.append(_pool(run.header.label, kind, [p.agent for p in records[0].layers[0]], texts,

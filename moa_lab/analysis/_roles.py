@@ -9,7 +9,7 @@ from statistics import fmean
 
 import numpy as np
 
-from moa_lab.analysis._runs import Analysis, clean, figure, single_model
+from moa_lab.analysis._runs import Analysis, clean, figure, single_model, spec_of
 from moa_lab.scoring import estimate
 from moa_lab.tracking import RunLog
 
@@ -20,22 +20,22 @@ def roles(runs: Sequence[RunLog]) -> Analysis:
     aggregator: dict[str, list[float]] = {}
     gain: dict[str, list[float]] = {}
     for run in runs:
-        topo = run.header.topology
-        agents = topo.get("layers", [[]])[0]["proposers"] if topo.get("layers") else []
+        spec = spec_of(run)
+        agents = spec.layers[0].proposers if spec.layers else []
         only = single_model(run)
         for r in run.records:
             if only is not None and r.score is not None:
                 proposer.setdefault(only, []).append(r.score)
             elif r.proposal_scores is not None:
                 for agent, score in zip(agents, r.proposal_scores):
-                    if score is not None and agent.get("model"):
-                        proposer.setdefault(str(agent["model"]), []).append(score)
-            agg = topo.get("aggregator") or {}
-            if agg.get("model") and r.score is not None:
-                aggregator.setdefault(str(agg["model"]), []).append(r.score)
+                    if score is not None and agent.args.get("model"):
+                        proposer.setdefault(str(agent.args["model"]), []).append(score)
+            agg_model = spec.aggregator.args.get("model") if spec.aggregator else None
+            if agg_model and r.score is not None:
+                aggregator.setdefault(str(agg_model), []).append(r.score)
                 shown = [s for s in (r.layer_scores or [r.proposal_scores or []])[-1] if s is not None]
                 if shown:
-                    gain.setdefault(str(agg["model"]), []).append(r.score - fmean(shown))
+                    gain.setdefault(str(agg_model), []).append(r.score - fmean(shown))
     rows: list[dict[str, object]] = []
     for role, table in (("proposer", proposer), ("aggregator", aggregator)):
         for model, scores in sorted(table.items()):

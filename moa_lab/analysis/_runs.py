@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moa_lab.core import ConfigError
+from moa_lab.topology import TopologySpec, validate
 from moa_lab.tracking import RunLog, read_runlog
 
 if TYPE_CHECKING:
@@ -67,20 +68,24 @@ def scored(run: RunLog) -> bool:
     return any(r.score is not None for r in run.records)
 
 
+def spec_of(run: RunLog) -> TopologySpec:
+    """The run's topology as a spec (its header stores the spec as data)."""
+    return validate(TopologySpec, run.header.topology, source=f"{run.path}: header")
+
+
 def single_model(run: RunLog) -> str | None:
     """The model of a one-call topology (one proposer, no aggregator), else None."""
-    layers = run.header.topology.get("layers", [])
-    if len(layers) != 1 or len(layers[0]["proposers"]) != 1 or run.header.topology.get("aggregator"):
+    spec = spec_of(run)
+    if len(spec.layers) != 1 or len(spec.layers[0].proposers) != 1 or spec.aggregator is not None:
         return None
-    return str(layers[0]["proposers"][0].get("model", run.header.label))
+    return str(spec.layers[0].proposers[0].args.get("model", run.header.label))
 
 
 def models_of(run: RunLog) -> list[str]:
     """Every model the run's topology calls, proposers first."""
-    topo = run.header.topology
-    agents = [a for layer in topo.get("layers", []) for a in layer["proposers"]]
-    agents += [topo["aggregator"]] if topo.get("aggregator") else []
-    return list(dict.fromkeys(str(a["model"]) for a in agents if a.get("model")))
+    spec = spec_of(run)
+    agents = [a for layer in spec.layers for a in layer.proposers] + ([spec.aggregator] if spec.aggregator else [])
+    return list(dict.fromkeys(str(a.args["model"]) for a in agents if a.args.get("model")))
 
 
 def clean(value: float) -> float | str:

@@ -18,7 +18,7 @@ from statistics import fmean
 
 import numpy as np
 
-from moa_lab.analysis._runs import Analysis, clean, figure
+from moa_lab.analysis._runs import Analysis, clean, figure, spec_of
 from moa_lab.embedding import Embedder
 from moa_lab.scoring import estimate
 from moa_lab.tracking import RunLog
@@ -38,14 +38,14 @@ def triples(runs: Sequence[RunLog], aggregates: Sequence[str], external: Mapping
     """The (aggregate, proposals) of every sample, from within runs and across runs."""
     out: list[Triple] = []
     for run in runs:
-        if run.header.label in aggregates or not run.header.topology.get("aggregator"):
+        if run.header.label in aggregates or spec_of(run).aggregator is None:
             continue
         for r in run.records:
             if r.answer is None or not r.layer_scores:
                 continue
             last = [(p.agent, p.text, s) for p, s in zip(r.layers[-1], r.layer_scores[-1]) if p.ok and s is not None]
             out.append(Triple(run.header.label, r.id, r.answer.text, last))
-    proposal_runs = [r for r in runs if r.header.label not in aggregates and not r.header.topology.get("aggregator")]
+    proposal_runs = [r for r in runs if r.header.label not in aggregates and spec_of(r).aggregator is None]
     for agg in (r for r in runs if r.header.label in aggregates):
         answers = {q.id: q for q in proposal_runs[0].records} if proposal_runs else {}
         by_run = [(p.header.label, {q.id: q for q in p.records}) for p in proposal_runs]
