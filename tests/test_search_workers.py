@@ -45,7 +45,7 @@ def _experiment(folder: Path, base_url: str) -> Path:
         "name": "workers", "output": str(folder / "out"), "benchmark": {"kind": "jsonl", "path": str(data)},
         "scorer": "exact", "tracking": {"mlflow": False}, "concurrency": 2,
         "endpoints": {"srv": {"kind": "openai", "base_url": base_url, "concurrency": 4}},
-        "prices": {m: {"input": 1.0, "output": 1.0} for m in "abcd"},
+        "prices": {m: {"input": 1.0, "output": 1.0} for m in "abcde"},
         "search": {"trials": 12, "budget_usd": 100.0,
                    "space": {"pool": ["srv/a", "srv/b", "srv/c", "srv/d", "srv/e"], "proposers": [1, 3], "aggregators": ["vote"]}},
     }
