@@ -2,7 +2,8 @@
 
 from moa_lab.topology._builder import Agent, Topology, build_topology, load_topology
 from moa_lab.topology._io import read_yaml, to_yaml, validate
-from moa_lab.topology._presets import PAPER_PROPOSERS, for_task, preset, task_aggregator, task_prompt
+from moa_lab.topology._presets import PAPER_PROPOSERS, preset
+from moa_lab.topology._tasks import for_task, task_aggregator, task_prompt
 from moa_lab.topology._spec import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
 
 __all__ = [

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from moa_lab.benchmarks import builtin_task
 from moa_lab.core import ConfigError
 from moa_lab.registry import build, register
 from moa_lab.topology._io import validate
 from moa_lab.topology._spec import AgentSpec, LayerSpec, TopologySpec
+from moa_lab.topology._tasks import for_task, qa_pool, task_aggregator, task_prompt, task_ranker
 
 PAPER_PROPOSERS = (
     "together/Qwen/Qwen1.5-110B-Chat",
@@ -32,13 +29,6 @@ def preset(name: str, **args: Any) -> TopologySpec:
     return spec
 
 
-@cache
-def qa_pool() -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The shipped generic Q/A example pool: (instruction, examples)."""
-    data = yaml.safe_load(resources.files("moa_lab.topology").joinpath("qa_examples.yaml").read_text(encoding="utf-8"))
-    return data["instruction"], tuple((str(q), str(a)) for q, a in data["examples"])
-
-
 def _proposer(model: str, temperature: float, max_tokens: int, **extra: Any) -> AgentSpec:
     return AgentSpec(agent="plain", model=model, temperature=temperature, max_tokens=max_tokens, **extra)
 
@@ -55,42 +45,6 @@ def _models(proposers: list[str] | None, n: int, default: str) -> list[str]:
     if proposers is not None and not proposers:
         raise ConfigError("proposers: [] names no proposer; list at least one, or leave proposers out for the preset's default")
     return list(proposers) if proposers is not None else [default] * n
-
-
-def task_prompt(task: str | None) -> dict[str, Any]:
-    """Proposer arguments for a built-in task: its format, instruction and first example set."""
-    if task is None:
-        return {}
-    t = builtin_task(task)
-    return {"format": t.format, "system": t.instruction, "examples": [list(e) for e in t.example_sets[0]]}
-
-
-def task_aggregator(task: str | None, model: str, max_tokens: int) -> AgentSpec:
-    """A synthesize aggregator; for a built-in task, few-shot with `Proposed answers:` examples."""
-    if task is None:
-        return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens)
-    t = builtin_task(task)
-    instruction = "Each question comes with proposed answers, some of them wrong. Give the correct answer."
-    return AgentSpec(agent="synthesize", model=model, temperature=0.0, max_tokens=max_tokens, format="qa",
-                     system=instruction, examples=[dict(e) for e in t.aggregator_examples])
-
-
-def for_task(spec: TopologySpec, task: str | None) -> TopologySpec:
-    """`spec` as it runs on a built-in task: in a one-layer topology the `plain` proposers get the
-    task's prompt format, instruction and first example set (later layers see references, so they
-    keep the chat format), and a `synthesize` aggregator becomes the task's few-shot aggregator with
-    the same model and max_tokens. Without a task, `spec` itself."""
-    if task is None:
-        return spec
-    layers = spec.layers
-    if len(layers) == 1:
-        prompt = task_prompt(task)
-        layers = (LayerSpec(proposers=tuple(
-            AgentSpec(agent=a.agent, **{**a.args, **prompt}) if a.agent == "plain" else a for a in layers[0].proposers)),)
-    aggregator = spec.aggregator
-    if aggregator is not None and aggregator.agent == "synthesize":
-        aggregator = task_aggregator(task, aggregator.args["model"], aggregator.args.get("max_tokens", 512))
-    return spec.model_copy(update={"layers": layers, "aggregator": aggregator})
 
 
 @register("topology", "for-task")
@@ -286,15 +240,6 @@ def _refining_layer(task: str | None, model: str, k: int, temperature: float, ma
         _proposer(model, temperature, max_tokens, format="qa", system=base["system"],
                   examples=examples[i % len(examples):] + examples[:i % len(examples)])
         for i in range(k)))
-
-
-def task_ranker(task: str, model: str) -> AgentSpec:
-    """The paper's LLM ranker for a built-in task: few-shot, it answers the number of a right proposal."""
-    examples = [{"input": e["input"], "proposals": e["proposals"],
-                 "output": str(list(e["proposals"]).index(e["output"]) + 1)}  # type: ignore[call-overload]
-                for e in builtin_task(task).aggregator_examples]
-    instruction = "Each question comes with proposed answers, some of them wrong. Give the position (1 for the first) of a correct one."
-    return AgentSpec(agent="rank", model=model, format="qa", system=instruction, examples=examples, max_tokens=4)
 
 
 @register("topology", "ranker")
