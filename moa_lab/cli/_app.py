@@ -15,7 +15,7 @@ from rich.console import Console
 from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query
-from moa_lab.core import ConfigError, Sample
+from moa_lab.core import ConfigError, Sample, StoreDamaged
 from moa_lab.evaluation import Experiment, ExperimentRun, groups
 from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
 from moa_lab.pipeline import Pipeline
@@ -274,7 +274,7 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if isinstance(exc, (ConfigError, StoreDamaged)) else f"{type(exc).__name__}: {exc}"
         print(f"error: {redact_uri(message)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)

@@ -6,6 +6,7 @@ from moa_lab.core._errors import (
     EndpointError,
     MoaLabError,
     ReplayMissing,
+    StoreDamaged,
 )
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
@@ -29,6 +30,7 @@ __all__ = [
     "Sample",
     "Sampling",
     "Score",
+    "StoreDamaged",
     "Usage",
     "redact_uri",
 ]

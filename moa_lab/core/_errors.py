@@ -36,3 +36,8 @@ class BudgetExceeded(MoaLabError):
 
 class ReplayMissing(MoaLabError):
     """A replayed model was asked a prompt it has no recording for."""
+
+
+class StoreDamaged(MoaLabError):
+    """A store every sample shares (the call cache) cannot be read or written. Unlike a sample's own
+    failure it stops the run, since every later sample would fail the same way."""

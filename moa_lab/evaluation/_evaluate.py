@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from moa_lab.core import ConfigError, Proposal, Sample, Score
+from moa_lab.core import ConfigError, Proposal, Sample, Score, StoreDamaged
 from moa_lab.evaluation._summary import EvalSummary, summarize
 from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline
@@ -37,6 +37,8 @@ async def score_record(record: QueryRecord, scorer: Scorer, models: ModelSet, *,
         if proposals and record.layers:
             layers = [await _layer_scores(layer, record, scorer, ctx) for layer in record.layers]
             update |= {"proposal_scores": layers[0], "layer_scores": layers}
+    except StoreDamaged:
+        raise
     except Exception as exc:  # noqa: BLE001 - a scorer's bug on one sample must not stop the run
         failure = f"scorer failed: {type(exc).__name__}: {exc}"
         update = {"score": None, "score_explanation": failure, "error": record.error or failure,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from moa_lab.core import Completion, Request, Usage
+from moa_lab.core import Completion, Request, StoreDamaged, Usage
 
 
 class CallCache(Protocol):
@@ -61,8 +63,17 @@ class SqliteCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+        with self._guard():
+            self._connect().execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A damaged database is one error naming the file and the fix, not one per sample."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreDamaged(f"{self.path}: the call cache is damaged ({exc}); move it away (or run with "
+                               "--no-cache) and run again") from None
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -74,14 +85,16 @@ class SqliteCache:
         return db
 
     def get(self, key: str) -> Completion | None:
-        row = self._connect().execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
+        with self._guard():
+            row = self._connect().execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return decode(row[0]) if row else None
 
     def put(self, key: str, completion: Completion) -> None:
-        self._connect().execute(
-            "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
-            (key, encode(completion), time.time()),
-        )
+        with self._guard():
+            self._connect().execute(
+                "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
+                (key, encode(completion), time.time()),
+            )
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM calls").fetchone()[0])

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from moa_lab.agents import AgentContext, AggregationError
-from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample
+from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, StoreDamaged
 from moa_lab.models import Admission, Budget, ModelSet
 from moa_lab.pipeline._plan import QueryPlan, plan_query
 from moa_lab.selection import PoolSelector, Selector, build_selector
@@ -76,6 +76,8 @@ class Pipeline:
             answer = await self._aggregate(sample, references, calls, admission)
         except BudgetExceeded as exc:
             error = f"BudgetExceeded: {'query not started: ' if admission is None else ''}{exc}"
+        except StoreDamaged:
+            raise  # every later sample would fail the same way: the run stops with one line
         except MoaLabError as exc:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - one bad sample (a plugin's bug) never stops a run
@@ -97,6 +99,8 @@ class Pipeline:
             ctx = AgentContext(self.models, calls, agent.label, layer, agent.sample_index, ok_refs, sample.history, admission)
             try:
                 return await agent.impl.propose(sample.input, ctx)
+            except StoreDamaged:
+                raise
             except MoaLabError as exc:
                 return Proposal(agent.label, "", f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - a plugin's bug fails its proposal, not the query
@@ -139,11 +143,12 @@ class Pipeline:
                 if not pending:
                     return
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in sorted(done, key=lambda t: t.exception() is not None):  # records first, then a fatal error
                     yield task.result()
         finally:
             for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # retrieved: no "exception never retrieved"
 
     async def run(self, samples: Iterable[Sample], *, concurrency: int = 16) -> list[QueryRecord]:
         """All records, in input order."""
