@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,37 @@ def prices() -> PriceTable:
 @pytest.fixture
 def models(fake: ScriptedClient, prices: PriceTable, tmp_path: Path) -> ModelSet:
     return ModelSet(clients={"fake": fake}, cache=MemoryCache(), prices=prices, cache_dir=tmp_path)
+
+
+def postgres_url(database: str) -> str:
+    """The SQLAlchemy URL of a database on the local PostgreSQL (trust auth; psycopg2 is the driver
+    installed here, while SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3)."""
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
+
+
+@contextlib.contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL for one test, dropped after it; yields its name.
+    The name carries this process's id, so two test runs on one machine never share a database.
+    Skips when the server is unreachable."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"{prefix}_{os.getpid()}"
+
+    def admin(sql: str) -> None:
+        conn = psycopg2.connect(dbname="test", host="127.0.0.1", port=5432, user="postgres", connect_timeout=3)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    try:
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is unreachable at 127.0.0.1:5432 ({str(exc).strip()})")
+    admin(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -10,10 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import fresh_postgres, postgres_url
 
 from moa_lab.evaluation import Experiment
 from moa_lab.models import LedgerBudget
@@ -22,24 +24,12 @@ from moa_lab.search._trial import trial_records
 from moa_lab.testing import OpenAITestServer
 
 pytestmark = pytest.mark.slow
-URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test_moa_budget"
 
 
 @pytest.fixture
-def database():  # type: ignore[no-untyped-def]
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS test_moa_budget WITH (FORCE)")
-        cur.execute("CREATE DATABASE test_moa_budget")
-    yield URL
-    with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS test_moa_budget WITH (FORCE)")
-    admin.close()
+def database() -> Iterator[str]:
+    with fresh_postgres("test_moa_budget") as name:
+        yield postgres_url(name)
 
 
 def _experiment(folder: Path, base_url: str, budget: float, trials: int) -> Path:
@@ -81,16 +71,16 @@ def test_three_workers_on_one_ledger_leave_no_failed_trial_with_spend(database: 
 
     with OpenAITestServer(latency=0.05, responder=lambda body: "yes") as srv:
         exp = _experiment(tmp_path, srv.base_url, budget=0.03, trials=40)  # the cap stops the study early
-        _finish(_worker(exp, "--storage", URL, "--trials", "0"))
-        workers = [_worker(exp, "--storage", URL, "--resume") for _ in range(3)]
+        _finish(_worker(exp, "--storage", database, "--trials", "0"))
+        workers = [_worker(exp, "--storage", database, "--resume") for _ in range(3)]
         for w in workers:
             _finish(w, failed_trials=None)
-    trials = optuna.load_study(study_name="ledger", storage=URL).get_trials()
+    trials = optuna.load_study(study_name="ledger", storage=database).get_trials()
     failed = [t for t in trials if t.state.name == "FAIL"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert complete and failed and len(complete) < 40  # the cap stopped the study early
     assert all(_spend(exp, t.number) == 0 for t in failed), [(t.number, _spend(exp, t.number)) for t in failed]
-    ledger = LedgerBudget(URL, "study:ledger", 0.03)
+    ledger = LedgerBudget(database, "study:ledger", 0.03)
     try:
         assert ledger.reserved_usd == pytest.approx(0, abs=1e-12) and ledger.spent_usd <= 0.03
         assert ledger.spent_usd == pytest.approx(sum(_spend(exp, t.number) for t in trials))

@@ -11,9 +11,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import fresh_postgres, postgres_url
 
 from moa_lab.tracking._mlflow import (
     MlflowTracker,
@@ -28,7 +28,6 @@ from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter
 T0 = 1764300000.0
 AGENTS = ["L1.1 plain(local)", "L1.2 plain(local)", "L1.3 plain(local)"]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-PG_DB = "test_moa_mlflow"
 MLFLOW_ENV = [
     "MLFLOW_TRACKING_URI",
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
@@ -105,7 +104,6 @@ def test_import_does_not_load_mlflow() -> None:
 
 
 def test_run_in_sqlite_store(tmp_path: Path) -> None:
-    import mlflow
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -235,29 +233,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _admin(sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="test", connect_timeout=3, **PG)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        _admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is unreachable at {PG['host']}:{PG['port']} ({str(exc).strip()})")
-    _admin(f"CREATE DATABASE {PG_DB}")
-    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; psycopg2 is the driver installed here.
-    yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{PG_DB}"
-    _admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+    with fresh_postgres("test_moa_mlflow") as name:
+        yield postgres_url(name)
 
 
 @pytest.fixture
@@ -302,7 +281,6 @@ def mlflow_server(pg_database: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_run_through_mlflow_server_on_postgresql(mlflow_server: str, tmp_path: Path) -> None:
-    import mlflow
     from mlflow import MlflowClient
 
     tracker = MlflowTracker(tracking_uri=mlflow_server, experiment="moa-server")

@@ -8,34 +8,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import fresh_postgres, postgres_url
 
 from moa_lab.testing import OpenAITestServer
 
 pytestmark = pytest.mark.slow
-ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-DB = "test_moa_search"
-URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DB}"
 
 
 @pytest.fixture
-def database():  # type: ignore[no-untyped-def]
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DB}")
-    yield URL
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    admin.close()
+def database() -> Iterator[str]:
+    with fresh_postgres("test_moa_search") as name:
+        yield postgres_url(name)
 
 
 def _experiment(folder: Path, base_url: str) -> Path:
@@ -54,9 +42,9 @@ def _experiment(folder: Path, base_url: str) -> Path:
     return path
 
 
-def _worker(exp: Path, *extra: str) -> subprocess.Popen[str]:
+def _worker(exp: Path, url: str, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "MOA_LAB_CACHE_DIR": str(exp.parent / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "search", str(exp), "--storage", URL, *extra],
+    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "search", str(exp), "--storage", url, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -65,10 +53,10 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
 
     with OpenAITestServer(latency=0.25, responder=lambda body: "yes" if body["model"] in ("a", "c") else "no") as srv:
         exp = _experiment(tmp_path, srv.base_url)
-        creator = _worker(exp, "--trials", "0")
+        creator = _worker(exp, database, "--trials", "0")
         assert creator.wait(120) == 0, creator.stderr.read()  # type: ignore[union-attr]
-        workers = [_worker(exp, "--resume") for _ in range(3)]
-        study = optuna.load_study(study_name="workers", storage=URL)
+        workers = [_worker(exp, database, "--resume") for _ in range(3)]
+        study = optuna.load_study(study_name="workers", storage=database)
         mine = f":{workers[0].pid}"
         deadline = time.time() + 60
         while time.time() < deadline and not any(
@@ -93,7 +81,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
 
         failed = [t for t in trials if t.state.name == "FAIL"]
         assert len(failed) == 1 and failed[0].user_attrs["worker"].endswith(mine)  # failed by the others' heartbeat check
-        resumed = _worker(exp, "--resume", "--trials", "15")
+        resumed = _worker(exp, database, "--resume", "--trials", "15")
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 3, err[-2000:]  # it still holds the killed worker's failed trial
         trials = study.get_trials()
@@ -103,7 +91,7 @@ def test_three_workers_share_one_study_and_survive_a_kill(database: str, tmp_pat
         assert len(failed) == 1
     from moa_lab.models import LedgerBudget
 
-    ledger = LedgerBudget(URL, "study:workers", 100.0)
+    ledger = LedgerBudget(database, "study:workers", 100.0)
     try:  # the killed worker's hold was counted as spent: nothing stays reserved
         assert ledger.reserved_usd == pytest.approx(0, abs=1e-12) and 0 < ledger.spent_usd <= 100.0
     finally:

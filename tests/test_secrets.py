@@ -10,38 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fresh_postgres
 
 from moa_lab.core import redact_uri
 from moa_lab.testing import Fault, OpenAITestServer
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_DB = "test_moa_reliab_secrets"
 REDIS_DB = 13
 SECRETS = ("pg-s3cret-pw", "redis-s3cret-pw", "http-s3cret-pw")
 
 
-def _admin(sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="test", host="127.0.0.1", port=5432, user="postgres", connect_timeout=3)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        _admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is unreachable at 127.0.0.1:5432 ({str(exc).strip()})")
-    _admin(f"CREATE DATABASE {PG_DB}")
-    yield PG_DB
-    _admin(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+    with fresh_postgres("test_moa_secrets") as name:
+        yield name
 
 
 @pytest.fixture
