@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +95,33 @@ def fresh_postgres(prefix: str) -> Iterator[str]:
         yield name
     finally:
         admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def lite_experiment(folder: Path, base_url: str, name: str, *, samples: int, concurrency: int, extra: str = "") -> Path:
+    """An experiment file (and its JSONL of `samples` questions whose answer is Paris): MoA-Lite with
+    proposers p1, p2, p3 and aggregator agg on the OpenAI-compatible server at `base_url`, cached in
+    the folder, runs under `out/`, no MLflow; `extra` adds YAML lines (prices, a budget)."""
+    rows = (json.dumps({"id": f"q{i}", "input": f"Question number {i}?", "target": "Paris"}) for i in range(samples))
+    (folder / "questions.jsonl").write_text("".join(row + "\n" for row in rows))
+    exp = folder / "exp.yaml"
+    exp.write_text(
+        f"""name: {name}
+benchmark: {{kind: jsonl, path: questions.jsonl}}
+topologies:
+  lite: {{preset: moa-lite, proposers: [srv/p1, srv/p2, srv/p3], aggregator: srv/agg, max_tokens: 20}}
+scorer: exact
+endpoints: {{srv: {{kind: openai, base_url: "{base_url}", concurrency: 8}}}}
+cache: calls.sqlite
+concurrency: {concurrency}
+output: out
+tracking: {{mlflow: false}}
+{extra}"""
+    )
+    return exp
+
+
+def start_eval(exp: Path, *extra: str) -> subprocess.Popen[str]:
+    """`moa-lab eval EXP` in its own process (its call cache beside the experiment)."""
+    env = {**os.environ, "COLUMNS": "200", "MOA_LAB_CACHE_DIR": str(exp.parent / "cache")}
+    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "eval", str(exp), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)

@@ -3,17 +3,14 @@ server was asked for (a real local server, the real CLI, the run's sqlite ledger
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import lite_experiment, start_eval
 
 from moa_lab.models import LedgerBudget
 from moa_lab.testing import OpenAITestServer
@@ -40,32 +37,9 @@ def _served_usd(calls: list[Any]) -> float:
 
 
 def _experiment(folder: Path, base_url: str, cap: float | None) -> Path:
-    data = folder / "questions.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "input": f"Question number {i}?", "target": "Paris"}) + "\n" for i in range(N)))
     prices = ", ".join(f"{m}: {{input: {i}, output: {o}}}" for m, (i, o) in PRICES.items())
-    exp = folder / "exp.yaml"
-    exp.write_text(
-        f"""name: budget-kill
-benchmark: {{kind: jsonl, path: questions.jsonl}}
-topologies:
-  lite: {{preset: moa-lite, proposers: [srv/p1, srv/p2, srv/p3], aggregator: srv/agg, max_tokens: 20}}
-scorer: exact
-endpoints: {{srv: {{kind: openai, base_url: "{base_url}", concurrency: 8}}}}
-prices: {{{prices}}}
-{f"budget: {{usd: {cap}}}" if cap is not None else ""}
-cache: calls.sqlite
-concurrency: 4
-output: out
-tracking: {{mlflow: false}}
-"""
-    )
-    return exp
-
-
-def _eval(exp: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "COLUMNS": "200", "MOA_LAB_CACHE_DIR": str(exp.parent / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "eval", str(exp), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    budget = f"budget: {{usd: {cap}}}\n" if cap is not None else ""
+    return lite_experiment(folder, base_url, "budget-kill", samples=N, concurrency=4, extra=f"prices: {{{prices}}}\n{budget}")
 
 
 def _records(exp: Path) -> list[QueryRecord]:
@@ -79,7 +53,7 @@ def _records(exp: Path) -> list[QueryRecord]:
 def test_a_killed_run_resumed_keeps_the_cap_counted_by_the_server(tmp_path: Path) -> None:
     with OpenAITestServer(latency=0.2, responder=_reply) as srv:
         (tmp_path / "ref").mkdir()
-        ref = _eval(_experiment(tmp_path / "ref", srv.base_url, None))
+        ref = start_eval(_experiment(tmp_path / "ref", srv.base_url, None))
         assert ref.wait(120) == 0, ref.stderr.read()  # type: ignore[union-attr]
         full = _served_usd(srv.calls)
         cap = round(full / 2, 6)  # the cap binds: half of what the whole run costs
@@ -87,14 +61,14 @@ def test_a_killed_run_resumed_keeps_the_cap_counted_by_the_server(tmp_path: Path
 
         (tmp_path / "run").mkdir()
         exp = _experiment(tmp_path / "run", srv.base_url, cap)
-        first = _eval(exp)
+        first = start_eval(exp)
         deadline = time.time() + 60
         while time.time() < deadline and len([r for r in _records(exp) if r.error is None]) < 2:
             time.sleep(0.02)
         first.send_signal(signal.SIGKILL)  # queries and calls in flight: their reservations stay in the ledger
         first.wait(30)
         in_flight_at_kill = sum(1 for c in srv.calls if c.finished != c.finished)  # nan: not answered
-        second = _eval(exp, "--resume")
+        second = start_eval(exp, "--resume")
         out, err = second.communicate(timeout=180)
         assert second.returncode == 3, err[-2000:]  # samples the budget could not start count as failed
         served = _served_usd(srv.calls)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import lite_experiment, start_eval
 
 from moa_lab.testing import OpenAITestServer
 from moa_lab.tracking import QueryRecord, read_runlog
@@ -25,29 +23,7 @@ def _reply(body: dict) -> str:
 
 
 def _experiment(folder: Path, base_url: str) -> Path:
-    data = folder / "questions.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "input": f"Question number {i}?", "target": "Paris"}) + "\n" for i in range(N)))
-    exp = folder / "exp.yaml"
-    exp.write_text(
-        f"""name: resume-test
-benchmark: {{kind: jsonl, path: questions.jsonl}}
-topologies:
-  lite: {{preset: moa-lite, proposers: [srv/p1, srv/p2, srv/p3], aggregator: srv/agg, max_tokens: 20}}
-scorer: exact
-endpoints: {{srv: {{kind: openai, base_url: "{base_url}", concurrency: 8}}}}
-cache: calls.sqlite
-concurrency: 3
-output: out
-tracking: {{mlflow: false}}
-"""
-    )
-    return exp
-
-
-def _eval(exp: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "COLUMNS": "200", "MOA_LAB_CACHE_DIR": str(exp.parent / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "moa_lab.cli", "eval", str(exp), *extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return lite_experiment(folder, base_url, "resume-test", samples=N, concurrency=3)
 
 
 def _records(exp: Path) -> list[QueryRecord]:
@@ -76,7 +52,7 @@ def test_killed_evaluation_resumes_to_the_same_runlog(tmp_path: Path, sig: signa
     with OpenAITestServer(latency=0.15, responder=_reply) as srv:
         reference_dir = tmp_path / "reference"
         reference_dir.mkdir()
-        ref = _eval(_experiment(reference_dir, srv.base_url))
+        ref = start_eval(_experiment(reference_dir, srv.base_url))
         assert ref.wait(120) == 0, ref.stderr.read()  # type: ignore[union-attr]
         reference = _comparable(_records(reference_dir / "exp.yaml"))
         assert len(reference) == N
@@ -85,7 +61,7 @@ def test_killed_evaluation_resumes_to_the_same_runlog(tmp_path: Path, sig: signa
         run_dir = tmp_path / "run"
         run_dir.mkdir()
         exp = _experiment(run_dir, srv.base_url)
-        first = _eval(exp)
+        first = start_eval(exp)
         _wait_for_records(exp, N // 3)
         first.send_signal(sig)
         first.wait(60)
@@ -93,7 +69,7 @@ def test_killed_evaluation_resumes_to_the_same_runlog(tmp_path: Path, sig: signa
         partial = _records(exp)
         assert N // 3 <= len(partial) < N
 
-        second = _eval(exp, "--resume")
+        second = start_eval(exp, "--resume")
         out, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
         assert f"{len(partial)} samples kept" in out
