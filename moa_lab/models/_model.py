@@ -148,8 +148,13 @@ class Model:
         in, max_tokens (or a replay client's known answer length) out; nothing when it is cached."""
         if self._cache is not None and self._cache.get(call_key(self.ref, request, sample_index)) is not None:
             return Reservation(0.0, 0)
+        return self._bound(request, extra_input_tokens)
+
+    def _bound(self, request: Request, extra_input_tokens: int = 0) -> Reservation:
+        """The most `request` may cost if it reaches the endpoint."""
         worst_in = prompt_token_bound(_shown(request), self._overhead) + extra_input_tokens
-        return Reservation(self.price.worst_usd(worst_in, self.output_bound(request)), worst_in + self.output_bound(request))
+        worst_out = self.output_bound(request)
+        return Reservation(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
 
     def output_bound(self, request: Request) -> int:
         """The most output tokens `request` may return."""
@@ -160,9 +165,8 @@ class Model:
     async def _call_endpoint(self, request: Request, budget: Budget | Admission | None, key: str) -> tuple[Completion, int]:
         reservation = None
         if budget is not None:
-            worst_in = prompt_token_bound(_shown(request), self._overhead)
-            worst_out = self.output_bound(request)
-            reservation = await budget.reserve(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out, key)
+            worst = self._bound(request)
+            reservation = await budget.reserve(worst.usd, worst.tokens, key)
         spent_usd, spent_tokens = 0.0, 0
         try:
             attempt = 0
