@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,18 @@ def build_scorer(source: str | dict[str, Any], *, numeric: bool = False) -> Scor
 
 def groups(exp: Experiment) -> list[Group]:
     """The experiment's groups of samples, each with its scorer (one side of `benchmark.split`, if
-    given); two samples of a group with one id are refused, naming both."""
+    given); two samples of a group with one id are refused, naming both. Loaded once per Experiment:
+    the command line checks its inputs before it makes anything, and the run then uses the same."""
+    loaded = _LOADED.get(exp)
+    if loaded is None:
+        loaded = _LOADED[exp] = _checked(exp)
+    return loaded
+
+
+_LOADED: weakref.WeakKeyDictionary[Experiment, list[Group]] = weakref.WeakKeyDictionary()
+
+
+def _checked(exp: Experiment) -> list[Group]:
     out = _groups(exp)
     for group in out:
         check_unique(group.samples, f"{exp.source}" + (f" (task {group.task})" if group.task else ""))
