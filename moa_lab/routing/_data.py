@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from moa_lab.tracking import QueryRecord, read_runlog
 class RoutingData:
     """A (queries × proposers) table. Missing cells (a proposer that was not called) are NaN in
     `scores`, `cost` and `tokens`, and -1 in `answers` (the id of the extracted answer within its query, which
-    is how an offline vote is replayed)."""
+    is how an offline vote is replayed). `graded` tables (judge verdicts) train on the score itself, a
+    quality in [0, 1], instead of success; `left_out` names the source's proposers not in the table
+    and why."""
 
     ids: list[str]
     queries: list[str]
@@ -34,6 +36,8 @@ class RoutingData:
     cost: np.ndarray
     tokens: np.ndarray
     source: str
+    graded: bool = False
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         q, m = len(self.ids), len(self.proposers)
@@ -46,11 +50,17 @@ class RoutingData:
         """1.0 where a proposer's answer scored at least 0.5, 0.0 below, NaN where not called."""
         return np.where(np.isnan(self.scores), np.nan, (self.scores >= 0.5).astype(float))
 
+    @property
+    def quality(self) -> np.ndarray:
+        """What a router learns to predict: the score of a graded table, success otherwise."""
+        return self.scores if self.graded else self.success
+
     def rows(self, index: Sequence[int] | np.ndarray) -> RoutingData:
         index = np.asarray(index, int)
         return RoutingData(
             [self.ids[i] for i in index], [self.queries[i] for i in index], self.proposers, self.names,
             self.scores[index], self.answers[index], self.cost[index], self.tokens[index], self.source,
+            self.graded, self.left_out,
         )
 
     def fingerprint(self) -> str:

@@ -1,6 +1,9 @@
 """Per-proposer success predictors on the query embedding: kNN, logistic regression, an MLP and a
 shared factor model. Each kind gives out-of-fold raw scores (for choosing and calibrating it) and a
-refit on every row, exported as plain arrays the numpy-only selector reads."""
+refit on every row, exported as plain arrays the numpy-only selector reads.
+
+Labels are 0/1 successes, or graded qualities in [0, 1] (judge verdicts): every model then minimises
+the same cross-entropy with the grade as a soft label (`fit_labels`), and predicts expected quality."""
 
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def _logistic_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: Trai
         b = np.zeros(y_all.shape[1])
         for j in users:
             known = ~np.isnan(y_all[:, j])
-            est = model().fit(x_all[known], y_all[known, j])
+            est = fit_labels(model(), x_all[known], y_all[known, j])
             w[:, j], b[j] = est.coef_[0], est.intercept_[0]
         return {"lr_w": w.astype(np.float32), "lr_b": b.astype(np.float32)}
 
@@ -79,7 +82,7 @@ def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConf
             known = ~np.isnan(y_all[:, j])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est = model().fit(x_all[known], y_all[known, j])
+                est = fit_labels(model(), x_all[known], y_all[known, j])
             out |= {f"mlp{j}_w1": est.coefs_[0], f"mlp{j}_b1": est.intercepts_[0],
                     f"mlp{j}_w2": est.coefs_[1], f"mlp{j}_b2": est.intercepts_[1]}
         return {k: v.astype(np.float32) for k, v in out.items()}
@@ -89,25 +92,32 @@ def _mlp_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConf
 
 def _mf_candidate(x: np.ndarray, y: np.ndarray, folds: Folds, config: TrainConfig) -> Candidate | None:
     """A factor model over (query, proposer): query factors from the embedding through one shared
-    hidden layer, one output per proposer (a multi-label MLP). Needs every cell known."""
+    hidden layer, one output per proposer (a multi-label MLP; for graded labels a multi-output
+    regression MLP, whose outputs Platt scaling then calibrates like logits). Needs every cell known."""
     if np.isnan(y).any():
         return None
-    from sklearn.neural_network import MLPClassifier
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    graded = not is_binary(y)
 
     def model() -> Any:
-        return MLPClassifier((config.hidden,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=config.seed)
+        kind = MLPRegressor if graded else MLPClassifier
+        return kind(hidden_layer_sizes=(config.hidden,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=config.seed)
+
+    def targets(labels: np.ndarray) -> np.ndarray:
+        return labels if graded else labels.astype(int)
 
     raw = np.zeros_like(y)
     for train, val in folds:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = model().fit(x[train], y[train].astype(int))
+            est = model().fit(x[train], targets(y[train]))
         raw[val] = _mlp_logits(est, x[val])
 
     def fit(x_all: np.ndarray, y_all: np.ndarray, users: list[int]) -> dict[str, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = model().fit(x_all, y_all.astype(int))
+            est = model().fit(x_all, targets(y_all))
         return {"mf_w1": est.coefs_[0].astype(np.float32), "mf_b1": est.intercepts_[0].astype(np.float32),
                 "mf_w2": est.coefs_[1].astype(np.float32), "mf_b2": est.intercepts_[1].astype(np.float32)}
 
@@ -131,7 +141,7 @@ def _per_proposer_oof(x: np.ndarray, y: np.ndarray, folds: Folds, model: Callabl
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est = model().fit(x[train], labels)
+                est = fit_labels(model(), x[train], labels)
             raw[val, j] = score(est, x[val])
     return raw
 
@@ -141,7 +151,27 @@ def _mlp_logits(est: Any, x: np.ndarray) -> np.ndarray:
     return out.ravel() if out.shape[1] == 1 else out
 
 
-# -- calibration ---------------------------------------------------------------------------------------
+# -- labels and calibration ----------------------------------------------------------------------------
+
+
+def is_binary(y: np.ndarray) -> bool:
+    """Whether every known label is 0 or 1."""
+    known = y[~np.isnan(y)]
+    return bool(np.all((known == 0) | (known == 1)))
+
+
+def fit_labels(estimator: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    """Fit a scikit-learn classifier to labels in [0, 1]. 0/1 labels are fitted as they are; graded
+    ones as two copies of the rows, labelled 1 with weight y and 0 with weight 1 − y, whose weighted
+    log loss is the cross-entropy against y itself."""
+    if is_binary(y):
+        return estimator.fit(x, y)
+    n = len(y)
+    weight = np.concatenate([y, 1.0 - y])
+    keep = weight > 0
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    return estimator.fit(np.vstack([x, x])[keep], labels[keep], sample_weight=weight[keep])
+
 
 
 def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -151,7 +181,7 @@ def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if raw.std() < 1e-9:
         rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
         return 0.0, float(np.log(rate / (1 - rate)))
-    est = LogisticRegression(C=1e4, max_iter=200).fit(raw[:, None], y)
+    est = fit_labels(LogisticRegression(C=1e4, max_iter=200), raw[:, None], y)
     return float(est.coef_[0, 0]), float(est.intercept_[0])
 
 
@@ -165,11 +195,15 @@ def _platt_loss(raw: np.ndarray, y: np.ndarray) -> float:
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean log loss of P(success) `p` against 0/1 labels `y`, with `p` clipped to [1e-6, 1 - 1e-6]:
-    one confidently wrong prediction costs at most 13.8, so a kind is not chosen or discarded on a
-    single row. NaN without labels (a proposer never called on the training rows)."""
+    """Mean log loss of P(success) `p` against 0/1 labels `y` (cross-entropy against graded labels),
+    with `p` clipped to [1e-6, 1 - 1e-6]: one confidently wrong prediction costs at most 13.8, so a
+    kind is not chosen or discarded on a single row. NaN without labels (a proposer never called on
+    the training rows)."""
     from sklearn.metrics import log_loss as sklearn_log_loss
 
     if len(y) == 0:
         return float("nan")
-    return float(sklearn_log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0.0, 1.0]))
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    if not is_binary(y):
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(sklearn_log_loss(y, p, labels=[0.0, 1.0]))

@@ -76,7 +76,7 @@ def kfold(n: int, k: int, seed: int) -> Folds:
 
 def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every fitted part of the router: its metadata and its arrays."""
-    y = data.success
+    y = data.quality
     candidates = {kind: CANDIDATES[kind](x, y, folds, config) for kind in config.kinds}
     candidates = {k: c for k, c in candidates.items() if c is not None}
     chosen, calibration, oof, cv = _choose(candidates, y)
