@@ -16,6 +16,7 @@ from moa_lab.embedding import Embedder, EmbeddingCache, build_embedder, embed
 from moa_lab.models import default_cache_dir
 from moa_lab.routing._data import RoutingData, load_routing_data
 from moa_lab.routing._evaluate import RouterEval, evaluate_router
+from moa_lab.routing._single import evaluate_single
 from moa_lab.routing._train import TrainConfig, train_router
 from moa_lab.selection import Router
 
@@ -52,11 +53,15 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)
     config = config or TrainConfig(seed=seed)
+    if data.graded and config.aggregator != "single":
+        raise ConfigError(f"{source}: graded verdicts score one answer per query, not a {config.aggregator!r} over several; "
+                          "train with --aggregator single")
     provenance = {
         "split": {"holdout": holdout, "test_fraction": test_fraction, "seed": seed},
         "query_ids": [str(data.ids[i]) for i in rows],  # so a study tuning this router can leave them out
         "embedding_seconds": round(loaded.seconds, 2),
         "data_args": {k: str(v) for k, v in data_args.items() if v is not None},
+        "left_out": data.left_out,
     }
     router = train_router(data.rows(rows), loaded.x[rows], loaded.embedder, spec, config, provenance=provenance)
     router.save(out)
@@ -81,7 +86,10 @@ def evaluate(artifact: str | Path, source: str | Path, *, out: str | Path | None
             f"{artifact}: trained on other data than {source} gives under its split (training-data hash differs); "
             "held-out queries could overlap its training queries, so it is not evaluated"
         )
-    result = evaluate_router(router, data, loaded.x, train_rows, test_rows, k=k, seed=int(split["seed"]))
+    if router.aggregator == "single":
+        result = evaluate_single(router, data, loaded.x, train_rows, test_rows)
+    else:
+        result = evaluate_router(router, data, loaded.x, train_rows, test_rows, k=k, seed=int(split["seed"]))
     folder = Path(out) if out else Path(artifact) / "eval"
     folder.mkdir(parents=True, exist_ok=True)
     result.summary["router_training_seconds"] = training.get("seconds")
@@ -112,7 +120,7 @@ def plot_curves(result: RouterEval, path: Path, *, title: str = "") -> Path:
             ax.plot(usd, acc, "*", markersize=12, label=f"{method}: {pts[0].label}")
     ax.set_xscale("log")
     ax.set_xlabel("$ per query (list prices, log scale)")
-    ax.set_ylabel("accuracy on the held-out split")
+    ax.set_ylabel(f"{result.summary.get('quality', 'accuracy')} on the held-out split")
     ax.set_ylim(max(0.0, min(p.accuracy for p in result.points if p.method != "random-k") - 0.05), 1.005)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

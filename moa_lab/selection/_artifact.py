@@ -22,13 +22,14 @@ import numpy as np
 from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.selection._kernels import knn_success, mlp_logits, sigmoid
-from moa_lab.selection._rules import Library, SubsetRule, SynthesisModel, VoteModel
+from moa_lab.selection._rules import Library, SingleModel, SubsetRule, SynthesisModel, VoteModel
 from moa_lab.topology import AgentSpec
 
 FORMAT = "moa-lab-router"
 VERSION = 1
-AGGREGATORS = ("vote", "synthesize")
-"""The aggregators a router can choose subsets for."""
+AGGREGATORS = ("vote", "synthesize", "single")
+"""What a router's subsets feed: a vote, a synthesizing aggregator, or nothing (`single`: one
+proposer per query, whose answer is the answer)."""
 
 _REQUIRED = {"platt", "cost"}
 _NEEDED_BY = {"knn": {"knn_x", "knn_y"}, "logistic": {"lr_w", "lr_b"}, "mf": {"mf_w1", "mf_b1", "mf_w2", "mf_b2"}}
@@ -175,6 +176,8 @@ class Router:
     def rule(self) -> SubsetRule:
         """The subset rule this artifact's arrays describe."""
         a, meta = self.arrays, self.meta
+        if self.aggregator == "single":
+            return SubsetRule(SingleModel())
         if self.aggregator == "synthesize":
             return SubsetRule(SynthesisModel(a["diversity"], float(meta.get("diversity_weight", 0.1))))
         model = VoteModel(float(meta.get("vote_mix", 0.5)), a.get("class_weight"), a.get("class_shift"))
@@ -187,7 +190,10 @@ class Router:
     def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None,
                x: np.ndarray | None = None) -> list[int]:
         """The subset (indices in the router's proposer order) maximising predicted final quality
-        − lam × predicted $, with at most k proposers and max_usd per query (see `SubsetRule`)."""
+        − lam × predicted $, with at most k proposers (one for a `single` router) and max_usd per
+        query (see `SubsetRule`)."""
+        if self.aggregator == "single":
+            k = 1
         return self.rule.choose(p, usd, lam=lam, k=k, max_usd=max_usd, x=x)
 
 

@@ -36,6 +36,15 @@ class SynthesisModel:
         return synthesize_quality(probs, valid, members, self.diversity, self.weight)
 
 
+@dataclass(frozen=True)
+class SingleModel:
+    """One proposer's answer is the answer: its quality is that proposer's predicted quality."""
+
+    def quality(self, probs: np.ndarray, valid: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """The best member's predicted quality (a `single` router's subsets have one member)."""
+        return np.where(valid, probs, -np.inf).max(axis=1)
+
+
 @dataclass
 class Library:
     """Subsets measured on the training queries: each one's vote outcome per training query, judged
@@ -85,7 +94,7 @@ class SubsetRule:
     which sees what independent estimates cannot: whose errors coincide, and how the vote really
     breaks ties."""
 
-    model: VoteModel | SynthesisModel
+    model: VoteModel | SynthesisModel | SingleModel
     library: Library | None = None
 
     def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None,
