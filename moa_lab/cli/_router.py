@@ -26,9 +26,9 @@ console = Console()
 
 @router_app.command("train")
 def train_(
-    data: Annotated[Path, typer.Argument(help="A recorded-dataset folder (GSM8K layout, e.g. data:gsm8k) or an evaluation RunLog (.jsonl).")],
+    data: Annotated[Path, typer.Argument(help="A recorded-dataset folder (GSM8K layout, e.g. data:gsm8k), a folder of AlpacaEval judge verdicts (data:alpaca_eval/annotations) or an evaluation RunLog (.jsonl).")],
     out: Annotated[Path, typer.Option(help="Artifact folder to write.")],
-    aggregator: Annotated[str, typer.Option(help="The aggregator the subsets feed: vote or synthesize.")] = "vote",
+    aggregator: Annotated[str, typer.Option(help="The aggregator the subsets feed: vote or synthesize; single routes one proposer per query (judge verdicts).")] = "vote",
     embedder: Annotated[str, typer.Option(help="Embedder: minilm (all-MiniLM-L6-v2) or hash.")] = "minilm",
     kinds: Annotated[str, typer.Option(help="Predictor kinds cross-validation chooses from (comma-separated).")] = "knn,logistic,mlp,mf",
     test_fraction: Annotated[float, typer.Option(help="Share of queries held out for `router eval`.")] = 0.3,
@@ -63,6 +63,8 @@ def train_(
     training = meta["training"]
     console.print(f"trained on {training['queries']} queries in {training['seconds']:.1f} s "
                   f"(embeddings {training['embedding_seconds']:.1f} s); vote error mix {meta.get('vote_mix', '-')}")
+    for name, why in training.get("left_out", {}).items():
+        console.print(f"left out: {name} ({why})")
     console.print(f"artifact: {out}   (total {time.perf_counter() - start:.1f} s)")
 
 
@@ -82,7 +84,7 @@ def eval_(
     start = time.perf_counter()
     with console.status("replaying the held-out split"):
         result, folder = evaluate(artifact, data, out=out, k=k, mlflow=mlflow)
-    table = Table("method", "config", "accuracy", "$/query", "calls/query", "area",
+    table = Table("method", "config", result.summary.get("quality", "accuracy"), "$/query", "calls/query", "area",
                   title=f"held-out split: {result.test_queries} queries (trained on {result.train_queries})")
     for method in result.methods:
         pts = result.curve(method)

@@ -7,7 +7,7 @@ from moa_lab.models._ledger import LedgerBudget, process_alive
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._modelset import ModelSet, default_cache_dir
-from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_usage
+from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_tokens_of_length, estimate_usage
 
 __all__ = [
     "Admission",
@@ -31,6 +31,7 @@ __all__ = [
     "default_endpoints",
     "estimate_prompt_tokens",
     "estimate_tokens",
+    "estimate_tokens_of_length",
     "estimate_usage",
     "process_alive",
 ]

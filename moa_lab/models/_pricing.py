@@ -89,7 +89,12 @@ class PriceTable:
 
 def estimate_tokens(text: str) -> int:
     """The documented estimate: ceil(len(text) / CHARS_PER_TOKEN)."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return estimate_tokens_of_length(len(text))
+
+
+def estimate_tokens_of_length(chars: int) -> int:
+    """The documented estimate for a text known by its length in characters (a recorded answer)."""
+    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def estimate_prompt_tokens(messages: tuple[Message, ...]) -> int:

@@ -171,12 +171,17 @@ def from_runlogs(paths: Iterable[str | Path], *, extractor: str = "normalized") 
 
 
 def load_routing_data(source: str | Path, **kwargs: Any) -> RoutingData:
-    """A recorded-dataset folder or a RunLog file (`.jsonl`), whichever `source` is. `prices` may be
+    """A recorded-dataset folder, a folder of AlpacaEval judge verdicts (graded, see
+    `moa_lab.routing._verdicts`) or a RunLog file (`.jsonl`), whichever `source` is. `prices` may be
     a PriceTable or a YAML file of `{model: {input, output}}` ($ per million tokens), merged over
     the shipped table."""
+    from moa_lab.routing._verdicts import from_verdicts, is_verdict_folder
+
     path = Path(source)
     if isinstance(kwargs.get("prices"), (str, Path)):
         kwargs["prices"] = read_prices(kwargs["prices"])
+    if is_verdict_folder(path):
+        return from_verdicts(path, **{k: v for k, v in kwargs.items() if k in ("endpoint", "prices")})
     if path.is_dir():
         return from_recorded(path, **{k: v for k, v in kwargs.items() if k in ("endpoint", "scorer", "extractor", "prices", "models")})
     if path.is_file():
