@@ -98,6 +98,10 @@ def test_the_annotations_folder_or_its_parent_is_routing_data_and_priced_by_a_fi
         assert data.names == ["alpha", "beta"] and data.source.startswith("verdicts:")
     with pytest.raises(ConfigError, match="--prices"):
         from_verdicts(small)  # the shipped table prices neither alpha nor beta
+    (small / "gamma.json").write_text('[{"instruction": "a"}]')
+    prices.write_text(yaml.safe_dump({"models": {**PRICES, "gamma": 1.0}}))
+    with pytest.raises(ConfigError, match=r"gamma.json: not an AlpacaEval annotation file \(KeyError"):
+        load_routing_data(small, prices=str(prices))
 
 
 def test_the_price_file_cites_a_dated_source_for_every_price() -> None:

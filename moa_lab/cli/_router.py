@@ -64,7 +64,7 @@ def train_(
     console.print(f"trained on {training['queries']} queries in {training['seconds']:.1f} s "
                   f"(embeddings {training['embedding_seconds']:.1f} s); vote error mix {meta.get('vote_mix', '-')}")
     for name, why in training.get("left_out", {}).items():
-        console.print(f"left out: {name} ({why})")
+        console.print(f"left out {name}: {why}")
     console.print(f"artifact: {out}   (total {time.perf_counter() - start:.1f} s)")
 
 

@@ -67,7 +67,7 @@ def evaluate_single(router: Router, data: RoutingData, x: np.ndarray, train: np.
         static("static-best", subset[0])
     best = quality.max(axis=1, keepdims=True)
     oracle_choice = np.argmin(np.where(quality >= best, cost, np.inf), axis=1)  # the cheapest of the best
-    oracle = Point("oracle", "best proposer per query (cheapest of ties)", float(best.mean()),
+    oracle = Point("oracle", "best proposer per query", float(best.mean()),
                    float(cost[rows, oracle_choice].mean()), 1.0)
     points.append(oracle)
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from moa_lab.core import ConfigError, Message, Usage
 from moa_lab.models import PriceTable, estimate_prompt_tokens, estimate_tokens_of_length
-from moa_lab.scoring._annotations import Verdicts, read_leaderboard, read_verdicts, system_name
 from moa_lab.routing._data import RoutingData
+from moa_lab.scoring._annotations import Verdicts, read_leaderboard, read_verdicts, system_name
 from moa_lab.scoring._standings import LEADERBOARD_FILE, variant_base
 
 ADVERSARIAL = {
@@ -58,7 +58,7 @@ def exclusion(system: str, adversarial: set[str]) -> str | None:
     """Why `system` is never routed to, or None when it may be."""
     base = variant_base(system)
     if base is not None:
-        return f"length-gamed variant of {base} ({system.rsplit('_', 1)[1]})"
+        return f"length-gamed variant of {base}"
     if system in ADVERSARIAL:
         return ADVERSARIAL[system]
     if system in adversarial:
@@ -85,7 +85,11 @@ def from_verdicts(folder: str | Path, *, prices: PriceTable | None = None, endpo
         if why is not None:
             left_out[system] = why
             continue
-        kept.append(read_verdicts(path))
+        try:
+            kept.append(read_verdicts(path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: not an AlpacaEval annotation file ({type(exc).__name__}: {exc}); each row needs "
+                              "`instruction`, `output_2` and `preference` (move other files out of the folder)") from None
     if len(kept) < 2:
         raise ConfigError(f"{folder}: {len(kept)} priced system(s) to route between; give a price file with --prices "
                           f"(e.g. experiments/prices/alpaca_eval.yaml: `models: {{<system>: {{input: 0.5, output: 1.5, "
