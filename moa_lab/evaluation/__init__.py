@@ -2,7 +2,7 @@
 
 from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, SplitSpec, TrackingSpec, project_root
-from moa_lab.evaluation._runs import FINISHED, ExperimentRun, git_commit, run_experiment, run_folder
+from moa_lab.evaluation._runs import FINISHED, ExperimentRun, check_prices, git_commit, run_experiment, run_folder
 from moa_lab.evaluation._sources import Group, build_scorer, groups, split_samples
 from moa_lab.evaluation._summary import EvalSummary, summarize
 
@@ -18,6 +18,7 @@ __all__ = [
     "SplitSpec",
     "TrackingSpec",
     "build_scorer",
+    "check_prices",
     "evaluate",
     "git_commit",
     "groups",
