@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from moa_lab.core import BudgetExceeded
+from moa_lab.core import BudgetExceeded, StoreDamaged, redact_uri
 from moa_lab.models._budget import Admission, Reservation
 from moa_lab.models._reports import Reports
 
@@ -49,7 +49,8 @@ class LedgerBudget:
     Reserving is one transaction (a conditional UPDATE of the ledger row, `spent + reserved + x <=
     cap`, atomic in sqlite and PostgreSQL alike, and the reservation's row); settling is one more.
     A query (or a search trial's stage) reserves its whole worst case once and its calls draw from
-    the `Admission` in memory, so a ledger costs two transactions per query, not per call.
+    the `Admission` in memory: two transactions per query, and one short update of what it drew
+    before its calls are sent (calls drawing at once share it).
     """
 
     durable = True
@@ -67,6 +68,20 @@ class LedgerBudget:
         self._engine = sa.create_engine(url, connect_args={"timeout": 60} if sqlite else {})
         if sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        try:
+            self._open(usd, tokens)
+        except sa.exc.DatabaseError as exc:  # a damaged file: one line naming it, not a driver's traceback
+            where = url.removeprefix("sqlite:///") if sqlite else redact_uri(url)
+            raise StoreDamaged(f"{where}: the budget ledger cannot be used ({exc.orig}); it records what was spent under "
+                               "the cap, so do not delete it: restore it from a copy, or start afresh in a new output folder") from None
+        self._stop = threading.Event()
+        self._reports = Reports(self._engine, self.worker)
+        self._beat = threading.Thread(target=self._heartbeat, name="moa-ledger-lease", daemon=True)
+        self._beat.start()
+
+    def _open(self, usd: float | None, tokens: int | None) -> None:
+        """Create the tables if need be, set the cap, register this worker and reclaim dead ones' holds."""
+        sa, name = self._sa, self.name
         with self._engine.begin() as db:
             for statement in _SCHEMA:
                 db.execute(sa.text(statement))
@@ -84,10 +99,6 @@ class LedgerBudget:
             db.execute(sa.text("INSERT INTO moa_ledger_worker (worker, host, pid, beat) VALUES (:w, :h, :p, :b)"),
                        {"w": self.worker, "h": socket.gethostname(), "p": os.getpid(), "b": time.time()})
         self.reclaim()
-        self._stop = threading.Event()
-        self._reports = Reports(self._engine, self.worker)
-        self._beat = threading.Thread(target=self._heartbeat, name="moa-ledger-lease", daemon=True)
-        self._beat.start()
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
