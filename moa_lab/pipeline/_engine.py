@@ -16,6 +16,7 @@ from moa_lab.selection import PoolSelector, Selector, build_selector
 from moa_lab.topology import Agent, TopologySpec, build_topology
 from moa_lab.tracking import QueryRecord
 
+
 class Pipeline:
     """A built topology bound to a ModelSet. One Pipeline serves many queries concurrently."""
 
