@@ -57,6 +57,10 @@ def test_a_killed_run_resumed_keeps_the_cap_counted_by_the_server(tmp_path: Path
         assert ref.wait(120) == 0, ref.stderr.read()  # type: ignore[union-attr]
         full = _served_usd(srv.calls)
         cap = round(full / 2, 6)  # the cap binds: half of what the whole run costs
+        (tmp_path / "unkilled").mkdir()  # how many finish under this cap when nothing is killed
+        unkilled = _experiment(tmp_path / "unkilled", srv.base_url, cap)
+        assert start_eval(unkilled).wait(120) == 3
+        finished_unkilled = sum(r.error is None for r in _records(unkilled))
         srv.reset()
 
         (tmp_path / "run").mkdir()
@@ -87,4 +91,5 @@ def test_a_killed_run_resumed_keeps_the_cap_counted_by_the_server(tmp_path: Path
     finally:
         ledger.close()
     print(f"cap ${cap:.6f}; server counted ${served:.6f}; ledger spent ${ledger.spent_usd:.6f}; "
-          f"{len(records) - len(unfinished)} finished, {len(unfinished)} not started")
+          f"{len(records) - len(unfinished)} finished, {len(unfinished)} not started "
+          f"({finished_unkilled} finish under this cap without a kill; {in_flight_at_kill} requests in flight at the kill)")

@@ -139,3 +139,52 @@ def test_a_corrupt_runlog_line_is_named(tmp_path: Path) -> None:
         fh.write("{not json\n")
     with pytest.raises(ConfigError, match=r"r.jsonl:2: corrupt line in RunLog"):
         read_runlog(path)
+
+
+def test_a_non_utf8_experiment_file_names_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_bytes(b"name: d\ntopology: {preset: single, model: local}\nqueries: [caf\xe9]\n")
+    with pytest.raises(ConfigError, match=r"e.yaml:3: not UTF-8 text \(byte 62\); save the file as UTF-8"):
+        Experiment.load(tmp_path / "e.yaml")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "moa_lab.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**os.environ, "MOA_LAB_CACHE_DIR": str(cwd / "cache"), "COLUMNS": "300"})
+
+
+def test_a_damaged_router_artifact_is_one_line_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    import numpy as np
+
+    from moa_lab.selection import Router
+    from moa_lab.selection._artifact import FORMAT, VERSION
+
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "router.json").write_bytes(b'{"format": "moa-lab-router", \xff')
+    with pytest.raises(ConfigError, match=r"art/router.json: damaged \(UnicodeDecodeError.*train the router again"):
+        Router.load(art)
+    (art / "router.json").write_text(json.dumps({"format": FORMAT, "version": VERSION}))
+    np.savez_compressed(art / "arrays.npz", knn_x=np.arange(4096, dtype=np.float64))
+    packed = bytearray((art / "arrays.npz").read_bytes())
+    packed[len(packed) // 2: len(packed) // 2 + 64] = b"\x00" * 64  # a damaged member inside a well-formed zip
+    (art / "arrays.npz").write_bytes(bytes(packed))
+    with pytest.raises(ConfigError, match=r"art/arrays.npz: damaged \(.*\); train the router again \(`moa-lab router train`\)"):
+        Router.load(art)
+    (art / "arrays.npz").write_bytes(b"not a zip file at all")
+    done = _cli("router", "eval", str(art), str(tmp_path / "held-out.jsonl"), "--no-mlflow", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0].startswith(f"error: {art / 'arrays.npz'}: damaged (")
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 2  # the line, and how to see the traceback
+
+
+def test_a_damaged_budget_ledger_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_text("name: b\ntopology: {preset: single, model: local}\nqueries: [hi]\n"
+                                     "budget: {usd: 1}\nprices: {gemma-3-270m: 0}\noutput: out\ntracking: {mlflow: false}\n")
+    run = tmp_path / "out" / "b" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "budget.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    done = _cli("eval", str(tmp_path / "e.yaml"), "--resume", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"error: {run / 'budget.sqlite'}: the budget ledger cannot be used (file is not a database)")
+    assert "do not delete it" in first

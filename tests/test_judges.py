@@ -68,3 +68,34 @@ def test_single_judge_uses_fastchat_prompts(data_dir: Path, tmp_path: Path) -> N
     score = asyncio.run(scorer.score(Sample("Write a haiku.", metadata={"category": "writing"}), "Leaves fall", ctx))
     assert score.value == 7.0
     assert "[Question]\nWrite a haiku." in ctx.calls[0].messages[1].content
+
+
+def test_a_query_plans_its_judge_calls_on_the_answer_and_each_proposal(tmp_path: Path) -> None:
+    """With scored proposals a rubric judge makes one call per proposal and one on the answer; each
+    is planned under its own key (`0:judge`, `0:judge/<layer>:<agent>`), bounded with the text at
+    its longest, and the real calls stay within their planned bounds (nothing is topped up)."""
+    from moa_lab import Budget, Pipeline, preset
+    from moa_lab.models import Price, PriceTable
+    from moa_lab.scoring import Scoring
+
+    def respond(request: Request) -> str:
+        return '{"correctness": 4}' if request.model == "judge" else "word " * 50  # cut at max_tokens
+
+    prices = PriceTable({m: Price(1.0, 2.0) for m in ("a", "b", "agg", "judge")})
+    budget = Budget(usd=10.0)
+    models = ModelSet(clients={"f": ScriptedClient(responder=respond)}, prices=prices, budget=budget, cache_dir=tmp_path)
+    spec = preset("moa", proposers=["f/a", "f/b"], aggregator="f/agg", layers=3, max_tokens=8)
+    scorer = build("scorer", "judge-rubric", {"model": "f/judge", "skills": {"correctness": "is it right"}, "max_tokens": 16})
+    pipeline = Pipeline(spec, models, scoring=Scoring(scorer, proposals=True))
+    sample = Sample("Why?")
+    plan = asyncio.run(pipeline.plan(sample))
+    record = asyncio.run(pipeline.run_query(sample))
+    agents = [p.agent for p in record.layers[0]]
+    assert sorted(k for k in plan.calls if k.startswith("0:")) == sorted(
+        ["0:judge", *(f"0:judge/1:{a}" for a in agents), *(f"0:judge/2:{p.agent}" for p in record.layers[1])])
+    assert record.error is None and record.score == pytest.approx(0.8) and record.layer_scores == [[0.8, 0.8], [0.8, 0.8]]
+    assert len(record.judge_calls) == 5
+    for call in record.judge_calls:
+        [bound] = plan.calls[f"0:{call.agent}"]
+        assert call.usage.total_tokens <= bound.tokens
+    assert budget.spent_usd == pytest.approx(record.total_cost.paid_usd) and budget.reserved_usd == pytest.approx(0, abs=1e-12)

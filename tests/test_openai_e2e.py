@@ -132,3 +132,53 @@ def test_fifty_concurrent_queries_never_exceed_the_cap_nor_pay_for_unfinished_on
     # admission refuses only when spent + one worst case passes the cap, so the spend reaches cap - worst
     assert len(completed) >= (cap - worst.usd) / one.cost.paid_usd >= 14
     assert len(completed) >= 15, len(completed)
+
+def test_fifty_judged_queries_are_admitted_with_their_judge_calls(tmp_path: Path) -> None:
+    """As above, with an AlpacaEval-style pairwise judge (two calls per answer, on a pricier model
+    allowed long verdicts) scoring each query through `evaluate`: a query is admitted on its
+    topology's and its judge's worst case together, so every query that starts is also judged,
+    the judge is never refused, and no money goes to a query left unscored."""
+    from moa_lab.evaluation import evaluate
+    from moa_lab.scoring import PairwiseJudge, Scoring
+    from moa_lab.tracking import read_runlog
+
+    def respond(body: dict) -> str:
+        return "M" if body["model"] == "judge" else "a short answer of five words"
+
+    with OpenAITestServer(latency=0.05, responder=respond) as srv:
+        prices = PriceTable({**{m: Price(10.0, 30.0) for m in ("a", "b", "c", "agg")}, "judge": Price(30.0, 60.0)})
+        endpoint = EndpointConfig(kind="openai", base_url=srv.base_url, concurrency=64)
+        spec = preset("moa", proposers=["srv/a", "srv/b", "srv/c"], aggregator="srv/agg", max_tokens=20, layers=3)
+        judge = PairwiseJudge("srv/judge", "reference", both_orders=True, max_tokens=256)
+        samples = [Sample(f"query {i}", id=f"q{i}", metadata={"reference": "the reference answer to compare with"})
+                   for i in range(50)]
+
+        def judged(budget: Budget | None, name: str, todo: list[Sample]) -> list:  # type: ignore[type-arg]
+            models = ModelSet({"srv": endpoint}, prices=prices, budget=budget, cache_dir=tmp_path)
+            asyncio.run(evaluate(spec, todo, models, judge, runlog=tmp_path / f"{name}.jsonl", concurrency=50))
+            return read_runlog(tmp_path / f"{name}.jsonl").records
+
+        [one] = judged(None, "probe", [Sample("query probe", id="probe", metadata=samples[0].metadata)])
+        assert one.score is not None and len(one.judge_calls) == 2
+        probe = ModelSet({"srv": endpoint}, prices=prices, cache_dir=tmp_path)
+        worst = asyncio.run(Pipeline(spec, probe, scoring=Scoring(judge)).plan(samples[0]))
+        assert len(worst.calls["0:judge"]) == 2  # both orders planned
+        cap = 20 * one.total_cost.paid_usd
+        srv.reset()
+        budget = Budget(usd=cap)
+        records = judged(budget, "capped", samples)
+        served = srv.calls
+    spent = sum(r.total_cost.paid_usd for r in records)
+    completed = [r for r in records if r.error is None]
+    unfinished = [r for r in records if r.error is not None]
+    assert budget.spent_usd == pytest.approx(spent) and spent <= cap
+    assert budget.reserved_usd == pytest.approx(0, abs=1e-12)
+    assert all(r.error.startswith("BudgetExceeded: query not started") for r in unfinished)  # type: ignore[union-attr]
+    assert sum(r.total_cost.paid_usd for r in unfinished) == 0 and all(not r.calls and not r.judge_calls for r in unfinished)
+    # every query that started was judged, both orders, and no judge call was refused
+    assert all(r.score is not None and len(r.judge_calls) == 2 and not any(c.error for c in r.judge_calls) for r in completed)
+    assert sum(c.model == "judge" for c in served) == 2 * len(completed) and len(served) == 9 * len(completed)
+    # admission refuses only when spent + one worst case (judge included) passes the cap
+    assert len(completed) >= (cap - worst.usd) / one.total_cost.paid_usd
+    print(f"cap ${cap:.6f} (20 judged queries), worst case ${worst.usd:.6f} a query; {len(completed)} of 50 judged, "
+          f"spend ${spent:.6f}, $0 on the {len(unfinished)} not started")

@@ -137,9 +137,10 @@ app.command("eval", help=EVAL_HELP)(run_or_eval)
 def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
-    from moa_lab.evaluation import run_experiment, run_folder
+    from moa_lab.evaluation import check_prices, run_experiment, run_folder
 
-    groups(exp)  # bad inputs fail before a model, store or folder is made
+    # bad inputs, unpriced models under a budget included, fail before a model, store or folder is made
+    check_prices(exp, exp.model_set(use_cache=False), groups(exp))
     folder = run_folder(exp, resume=resume)
     models = exp.model_set(use_cache=False if no_cache else None, run=folder)  # a budget's ledger lives in the run
     tracker = None

@@ -13,6 +13,8 @@ from rich.markup import escape
 from moa_lab.cli._app import app, console, quiet_libraries, state
 from moa_lab.core import redact_uri
 from moa_lab.evaluation import Experiment, groups
+from moa_lab.models import Budget
+from moa_lab.scoring import Scoring
 
 
 @app.command()
@@ -28,8 +30,13 @@ def search(
 
     quiet_libraries(state["verbose"])  # optuna reset its log level on import
     exp = Experiment.load(experiment)
-    groups(exp)  # bad inputs (a dataset not pulled) fail before a study, ledger or store is made
+    sources = groups(exp)  # bad inputs (a dataset not pulled) fail before a study, ledger or store is made
     exp.endpoints()
+    config = search_config(exp)
+    if config.budget_usd is not None:  # and so do models without a price under the study's budget
+        judges = [m for g in sources if g.scorer is not None for m in Scoring(g.scorer).models()]
+        priced = exp.model_set(use_cache=False, budget=Budget(config.budget_usd))
+        priced.check_prices([*config.space.pool, *config.space.aggregator_models, *judges])
     models = exp.model_set(budget=study_budget(exp, storage))
     if workers > 1:
         import subprocess

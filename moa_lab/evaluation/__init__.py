@@ -1,8 +1,8 @@
 """Evaluation: experiments (topologies x samples x scorer) run to RunLogs, with statistics."""
 
-from moa_lab.evaluation._evaluate import evaluate, score_record
+from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import BenchmarkSpec, BudgetSpec, Experiment, ExperimentSpec, SplitSpec, TrackingSpec, project_root
-from moa_lab.evaluation._runs import FINISHED, ExperimentRun, git_commit, run_experiment, run_folder
+from moa_lab.evaluation._runs import FINISHED, ExperimentRun, check_prices, git_commit, run_experiment, run_folder
 from moa_lab.evaluation._sources import Group, build_scorer, groups, split_samples
 from moa_lab.evaluation._summary import EvalSummary, summarize
 
@@ -18,13 +18,13 @@ __all__ = [
     "SplitSpec",
     "TrackingSpec",
     "build_scorer",
+    "check_prices",
     "evaluate",
     "git_commit",
     "groups",
     "project_root",
     "run_experiment",
     "run_folder",
-    "score_record",
     "split_samples",
     "summarize",
 ]

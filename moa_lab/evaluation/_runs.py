@@ -21,6 +21,7 @@ from moa_lab.evaluation._experiment import Experiment
 from moa_lab.evaluation._sources import Group, dataset_hash, groups
 from moa_lab.evaluation._summary import EvalSummary, write_summary_csv
 from moa_lab.models import ModelSet
+from moa_lab.scoring import Scoring
 from moa_lab.tracking import QueryRecord, Tracker, WriterLocked, lock_folder, read_runlog
 
 FINISHED = "FINISHED"
@@ -91,9 +92,7 @@ async def run_experiment(
     run gets every run's metrics, `summary.csv` and the files `summary` writes from the run folder
     (the CLI passes the HTML report and its figures)."""
     sources = groups(exp)  # bad inputs fail before any folder, store or run is made
-    for group in sources:  # under a budget an unpriced model is refused before any call
-        for spec in exp.topologies(None if group.task == "turn1" else group.task).values():
-            models.check_prices(spec.models())
+    check_prices(exp, models, sources)
     folder = folder or run_folder(exp, resume=resume)
     lock = lock_folder(folder)
     try:
@@ -103,6 +102,15 @@ async def run_experiment(
                           on_record=on_record, on_start=on_start, stop=stop, summary=summary)
     finally:
         lock.release()
+
+
+def check_prices(exp: Experiment, models: ModelSet, sources: list[Group]) -> None:
+    """Under `models`' budget, refuse (one ConfigError naming them) the models without a price that
+    the run would call, its topologies' and its judges', before any call, folder or store."""
+    for group in sources:
+        judge = Scoring(group.scorer).models() if group.scorer is not None else []
+        for spec in exp.topologies(None if group.task == "turn1" else group.task).values():
+            models.check_prices([*spec.models(), *judge])
 
 
 async def _run(

@@ -110,8 +110,11 @@ class Admission:
     (a later layer's prompt is bounded by the previous layer's max_tokens outputs, tighter than the
     bytes of the text it will really hold). A call nobody planned draws what is free and reserves any
     shortfall on `parent`, where it may wait or be refused. With an in-memory parent every settled
-    call releases its unused worst case at once; with a durable ledger the spend is written once,
-    at `close`, and a process killed before it leaves the whole reservation counted as spent.
+    call releases its unused worst case at once. With a durable ledger the spend is written once,
+    at `close`; meanwhile the ledger is told what was drawn (`draw`, written before the money can
+    be sent) and what settled calls left (`release`, written soon after), so a process killed
+    before `close` is charged its answered calls' real cost and the worst case of its calls in
+    flight, never less than it may have been billed, and nothing for what it never drew.
     Admissions nest: a query is admitted from a trial stage's Admission, and only from what is free.
     """
 
@@ -128,6 +131,8 @@ class Admission:
         self._free_usd = self._open_usd = self.reservation.usd
         self._free_tokens = self._open_tokens = self.reservation.tokens
         self._own_usd, self._own_tokens = 0.0, 0
+        self._drawn_usd, self._drawn_tokens = 0.0, 0
+        self._released_usd, self._released_tokens = 0.0, 0
         self._eager = not getattr(self.parent, "durable", False)
         self._closed = False
 
@@ -149,16 +154,28 @@ class Admission:
             if bound.usd > 0 or bound.tokens > 0:  # planned as a cache hit: draw what it really needs
                 usd, tokens = min(usd, bound.usd), min(tokens, bound.tokens)
         take_usd, take_tokens = self._take(usd, tokens)
-        if usd - take_usd <= 1e-15 and tokens - take_tokens <= 0:
-            return Reservation(take_usd, take_tokens)
+        topup = None
         try:
-            topup = await self.parent.reserve(usd - take_usd, max(tokens - take_tokens, 0))  # type: ignore[attr-defined]
-        except BudgetExceeded:
+            if usd - take_usd > 1e-15 or tokens - take_tokens > 0:
+                topup = await self.parent.reserve(usd - take_usd, max(tokens - take_tokens, 0))  # type: ignore[attr-defined]
+            await self._draw(take_usd, take_tokens)
+        except BaseException as exc:
             self._free_usd += take_usd
             self._free_tokens += take_tokens
-            self.refused += 1
+            if topup is not None:
+                await asyncio.shield(self.parent.settle(topup, 0.0, 0))  # type: ignore[attr-defined]
+            if isinstance(exc, BudgetExceeded):
+                self.refused += 1
             raise
         return Reservation(take_usd, take_tokens, topup=topup)
+
+    async def _draw(self, usd: float, tokens: int) -> None:
+        """Before what is drawn here can be sent: a durable parent is told (and has written) the total."""
+        if self._eager or (usd <= 0 and tokens <= 0):
+            return
+        self._drawn_usd += usd
+        self._drawn_tokens += tokens
+        await self.parent.draw(self.reservation, self._drawn_usd, self._drawn_tokens)  # type: ignore[attr-defined]
 
     async def settle(self, reservation: Reservation, usd: float, tokens: int) -> None:
         """Record what a drawn call cost; release its unused part (at once, unless the parent is durable)."""
@@ -176,6 +193,9 @@ class Admission:
             self._own_tokens += tokens
             self._free_usd += reservation.usd - usd
             self._free_tokens += reservation.tokens - tokens
+            self._released_usd += reservation.usd - usd
+            self._released_tokens += reservation.tokens - tokens
+            self.parent.release(self.reservation, self._released_usd, self._released_tokens)  # type: ignore[attr-defined]
 
     async def admit(self, usd: float, tokens: int, plan: dict[str, list[Reservation]] | None = None) -> Admission:
         """A nested admission (a query inside a trial stage), from what is free here only."""
@@ -183,7 +203,14 @@ class Admission:
             self.refused += 1
             raise BudgetExceeded(f"admitted ${self.reservation.usd:.4f}: ${max(self._free_usd, 0):.4f} left, "
                                  f"this may cost up to ${usd:.4f}")
-        return Admission(self, Reservation(*self._take(usd, tokens)), plan)
+        taken = Reservation(*self._take(usd, tokens))
+        try:
+            await self._draw(taken.usd, taken.tokens)  # all of it: the nested admission's calls draw in memory
+        except BaseException:
+            self._free_usd += taken.usd
+            self._free_tokens += taken.tokens
+            raise
+        return Admission(self, taken, plan)
 
     async def close(self) -> None:
         """Release what is left (with a durable parent: settle the whole reservation, once)."""

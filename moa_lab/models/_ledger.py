@@ -2,9 +2,13 @@
 settled after, so the cap holds across kills, resumes and worker processes (sqlite or PostgreSQL).
 
 Each process is a worker with a lease it renews every HEARTBEAT_S seconds. The reservations of a
-worker whose lease has lapsed (or, on this host, whose process is gone) count as spent at their
-worst case and are removed, so nobody waits on a dead worker and the cap still holds: whatever it
-sent before it died was within what it had reserved.
+worker whose lease has lapsed (or, on this host, whose process is gone) are removed and counted as
+spent, so nobody waits on a dead worker and the cap still holds: whatever it sent before it died was
+within what it had reserved. An admission's reservation (a query's, a trial stage's) is counted at
+what it had drawn less what came back unspent, as its process reported them (`draw`, written before
+the money drawn can be sent; `release`, written soon after a call settles): a killed query is
+charged its answered calls' real cost and the worst case of its calls in flight (the server may
+have billed them), nothing for calls it never sent. Any other reservation counts at its worst case.
 """
 
 from __future__ import annotations
@@ -17,19 +21,23 @@ import time
 import uuid
 from typing import Any
 
-from moa_lab.core import BudgetExceeded
+from moa_lab.core import BudgetExceeded, StoreDamaged, redact_uri
 from moa_lab.models._budget import Admission, Reservation
+from moa_lab.models._reports import Reports
 
 HEARTBEAT_S = 2.0
 LEASE_S = 10.0
 """A worker that has not renewed its lease for this long is gone."""
 
+_REPORTED = (("drawn_usd", "FLOAT"), ("drawn_tokens", "BIGINT"),
+             ("released_usd", "FLOAT NOT NULL DEFAULT 0"), ("released_tokens", "BIGINT NOT NULL DEFAULT 0"))
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS moa_ledger (name VARCHAR(255) PRIMARY KEY, cap_usd FLOAT, cap_tokens BIGINT, "
     "spent_usd FLOAT NOT NULL DEFAULT 0, spent_tokens BIGINT NOT NULL DEFAULT 0, "
     "reserved_usd FLOAT NOT NULL DEFAULT 0, reserved_tokens BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS moa_ledger_reservation (id VARCHAR(64) PRIMARY KEY, name VARCHAR(255) NOT NULL, "
-    "worker VARCHAR(255) NOT NULL, usd FLOAT NOT NULL, tokens BIGINT NOT NULL)",
+    "worker VARCHAR(255) NOT NULL, usd FLOAT NOT NULL, tokens BIGINT NOT NULL, drawn_usd FLOAT, drawn_tokens BIGINT, "
+    "released_usd FLOAT NOT NULL DEFAULT 0, released_tokens BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS moa_ledger_worker (worker VARCHAR(255) PRIMARY KEY, host VARCHAR(255) NOT NULL, "
     "pid INTEGER NOT NULL, beat FLOAT NOT NULL)",
 )
@@ -41,7 +49,8 @@ class LedgerBudget:
     Reserving is one transaction (a conditional UPDATE of the ledger row, `spent + reserved + x <=
     cap`, atomic in sqlite and PostgreSQL alike, and the reservation's row); settling is one more.
     A query (or a search trial's stage) reserves its whole worst case once and its calls draw from
-    the `Admission` in memory, so a ledger costs two transactions per query, not per call.
+    the `Admission` in memory: two transactions per query, and one short update of what it drew
+    before its calls are sent (calls drawing at once share it).
     """
 
     durable = True
@@ -59,9 +68,27 @@ class LedgerBudget:
         self._engine = sa.create_engine(url, connect_args={"timeout": 60} if sqlite else {})
         if sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+        try:
+            self._open(usd, tokens)
+        except sa.exc.DatabaseError as exc:  # a damaged file: one line naming it, not a driver's traceback
+            where = url.removeprefix("sqlite:///") if sqlite else redact_uri(url)
+            raise StoreDamaged(f"{where}: the budget ledger cannot be used ({exc.orig}); it records what was spent under "
+                               "the cap, so do not delete it: restore it from a copy, or start afresh in a new output folder") from None
+        self._stop = threading.Event()
+        self._reports = Reports(self._engine, self.worker)
+        self._beat = threading.Thread(target=self._heartbeat, name="moa-ledger-lease", daemon=True)
+        self._beat.start()
+
+    def _open(self, usd: float | None, tokens: int | None) -> None:
+        """Create the tables if need be, set the cap, register this worker and reclaim dead ones' holds."""
+        sa, name = self._sa, self.name
         with self._engine.begin() as db:
             for statement in _SCHEMA:
                 db.execute(sa.text(statement))
+            columns = {c["name"] for c in sa.inspect(db).get_columns("moa_ledger_reservation")}
+            for column, kind in _REPORTED:
+                if column not in columns:  # a ledger written before admissions reported what they drew
+                    db.execute(sa.text(f"ALTER TABLE moa_ledger_reservation ADD COLUMN {column} {kind}"))
             found = db.execute(sa.text("SELECT 1 FROM moa_ledger WHERE name = :n"), {"n": name}).first()
             if found is None:
                 db.execute(sa.text("INSERT INTO moa_ledger (name, cap_usd, cap_tokens) VALUES (:n, :u, :t)"),
@@ -72,9 +99,6 @@ class LedgerBudget:
             db.execute(sa.text("INSERT INTO moa_ledger_worker (worker, host, pid, beat) VALUES (:w, :h, :p, :b)"),
                        {"w": self.worker, "h": socket.gethostname(), "p": os.getpid(), "b": time.time()})
         self.reclaim()
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name="moa-ledger-lease", daemon=True)
-        self._beat.start()
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -85,8 +109,20 @@ class LedgerBudget:
             except Exception:  # noqa: BLE001, S112 - a missed beat is retried; a long outage expires the lease
                 continue
 
+    async def draw(self, reservation: Reservation, usd: float, tokens: int) -> None:
+        """An admission's reservation has handed out `usd`/`tokens` in all; returns once that is
+        written, before the money can be sent."""
+        await self._reports.draw(str(reservation.id), usd, tokens)
+
+    def release(self, reservation: Reservation, usd: float, tokens: int) -> None:
+        """Of what an admission's reservation handed out, `usd`/`tokens` in all came back unspent
+        (written soon after, without waiting)."""
+        self._reports.release(str(reservation.id), usd, tokens)
+
     def reclaim(self) -> float:
-        """Count the reservations of dead workers as spent at their worst case; returns the $ moved."""
+        """Count the reservations of dead workers as spent: an admission's at what it had drawn less
+        what came back (never above its worst case), any other at its worst case; returns the $
+        charged to this ledger."""
         sa = self._sa
         host = socket.gethostname()
         with self._engine.begin() as db:
@@ -97,14 +133,19 @@ class LedgerBudget:
             moved = 0.0
             for worker in dead:
                 # DELETE ... RETURNING: two workers reclaiming at once never count a row twice
-                rows = db.execute(sa.text("DELETE FROM moa_ledger_reservation WHERE worker = :w RETURNING name, usd, tokens"),
+                rows = db.execute(sa.text("DELETE FROM moa_ledger_reservation WHERE worker = :w "
+                                          "RETURNING name, usd, tokens, drawn_usd, drawn_tokens, released_usd, released_tokens"),
                                   {"w": worker}).all()
                 for row in rows:
+                    charged_usd, charged_tokens = row.usd, row.tokens
+                    if row.drawn_usd is not None:  # an admission that reported what it drew
+                        charged_usd = min(row.usd, max(row.drawn_usd - row.released_usd, 0.0))
+                        charged_tokens = min(row.tokens, max(row.drawn_tokens - row.released_tokens, 0))
                     db.execute(sa.text(
                         "UPDATE moa_ledger SET reserved_usd = reserved_usd - :u, reserved_tokens = reserved_tokens - :t, "
-                        "spent_usd = spent_usd + :u, spent_tokens = spent_tokens + :t WHERE name = :n"),
-                        {"u": row.usd, "t": row.tokens, "n": row.name})
-                    moved += row.usd if row.name == self.name else 0.0
+                        "spent_usd = spent_usd + :cu, spent_tokens = spent_tokens + :ct WHERE name = :n"),
+                        {"u": row.usd, "t": row.tokens, "cu": charged_usd, "ct": charged_tokens, "n": row.name})
+                    moved += charged_usd if row.name == self.name else 0.0
                 db.execute(sa.text("DELETE FROM moa_ledger_worker WHERE worker = :w"), {"w": worker})
         return moved
 
@@ -129,7 +170,7 @@ class LedgerBudget:
         row = self._row()
         return None if row.cap_usd is None else row.cap_usd - row.spent_usd - row.reserved_usd
 
-    def _try_reserve(self, usd: float, tokens: int) -> str | None:
+    def _try_reserve(self, usd: float, tokens: int, drawn: float | None = None) -> str | None:
         sa = self._sa
         with self._engine.begin() as db:
             done = db.execute(sa.text(
@@ -140,16 +181,20 @@ class LedgerBudget:
             if not done.rowcount:
                 return None
             rid = uuid.uuid4().hex
-            db.execute(sa.text("INSERT INTO moa_ledger_reservation (id, name, worker, usd, tokens) VALUES (:i, :n, :w, :u, :t)"),
-                       {"i": rid, "n": self.name, "w": self.worker, "u": usd, "t": tokens})
+            # drawn NULL: a plain reservation, counted at its worst case if its worker dies
+            db.execute(sa.text("INSERT INTO moa_ledger_reservation (id, name, worker, usd, tokens, drawn_usd, drawn_tokens) "
+                               "VALUES (:i, :n, :w, :u, :t, :du, :dt)"),
+                       {"i": rid, "n": self.name, "w": self.worker, "u": usd, "t": tokens, "du": drawn,
+                        "dt": None if drawn is None else 0})
             return rid
 
-    async def reserve(self, usd: float, tokens: int, key: str | None = None) -> Reservation:
+    async def reserve(self, usd: float, tokens: int, key: str | None = None, *, drawn: float | None = None) -> Reservation:
         """Hold a worst case; wait while others hold the rest (reclaiming dead workers' holds);
-        raise BudgetExceeded when it could not fit even with nothing held."""
+        raise BudgetExceeded when it could not fit even with nothing held. `drawn=0` marks an
+        admission's hold, which reports what it draws (see `draw`)."""
         checked = 0.0
         while True:
-            rid = await asyncio.to_thread(self._try_reserve, usd, tokens)
+            rid = await asyncio.to_thread(self._try_reserve, usd, tokens, drawn)
             if rid is not None:
                 return Reservation(usd, tokens, rid)
             if time.monotonic() - checked > HEARTBEAT_S:
@@ -168,6 +213,7 @@ class LedgerBudget:
     async def settle(self, reservation: Reservation, usd: float, tokens: int) -> None:
         """Replace a reservation by what it cost. A reservation already counted as spent (its worker
         was taken for dead) stays counted at its worst case."""
+        self._reports.forget(str(reservation.id))
 
         def write() -> None:
             sa = self._sa
@@ -183,7 +229,7 @@ class LedgerBudget:
 
     async def admit(self, usd: float, tokens: int, plan: dict[str, list[Reservation]] | None = None) -> Admission:
         """Reserve a query's (or a trial stage's) whole worst case; its calls draw from the Admission."""
-        return Admission(self, await self.reserve(usd, tokens), plan)
+        return Admission(self, await self.reserve(usd, tokens, drawn=0.0), plan)
 
     def close(self) -> None:
         """End this worker's lease (its reservations, if any are left, then count as spent)."""
@@ -191,6 +237,7 @@ class LedgerBudget:
             return
         self._stop.set()
         self._beat.join()
+        self._reports.close()
         with self._engine.begin() as db:
             held = db.execute(self._sa.text("SELECT COUNT(*) FROM moa_ledger_reservation WHERE worker = :w"),
                               {"w": self.worker}).scalar()

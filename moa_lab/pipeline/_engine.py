@@ -5,40 +5,42 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from moa_lab.agents import AgentContext, AggregationError
 from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, StoreDamaged
 from moa_lab.models import Admission, Budget, ModelSet
 from moa_lab.pipeline._plan import QueryPlan, plan_query
+from moa_lab.scoring import Scoring
 from moa_lab.selection import PoolSelector, Selector, build_selector
 from moa_lab.topology import Agent, TopologySpec, build_topology
 from moa_lab.tracking import QueryRecord
-
-Finish = Callable[[QueryRecord], Awaitable[QueryRecord]]
 
 
 class Pipeline:
     """A built topology bound to a ModelSet. One Pipeline serves many queries concurrently."""
 
     def __init__(
-        self, spec: TopologySpec, models: ModelSet, *, selector: Selector | None = None, budget: Budget | Admission | None = None
+        self, spec: TopologySpec, models: ModelSet, *, selector: Selector | None = None, budget: Budget | Admission | None = None,
+        scoring: Scoring | None = None,
     ) -> None:
         self.spec = spec
         self.models = models
         self.budget = budget if budget is not None else models.budget
         """What each query is admitted against (a trial stage's Admission, else the ModelSet's budget)."""
+        self.scoring = scoring
+        """How each query's record is scored, inside its admission (its judge's calls are planned with it)."""
         self.topology = build_topology(spec)
         self.selector = selector or build_selector(spec.selector)
         if isinstance(self.selector, PoolSelector) and self.topology.layers:
             self.selector.bind([a.spec for a in self.topology.layers[0]])  # a bad pool fails here, not mid-run
         for ref in spec.models():
             models.check(ref)
-        models.check_prices(spec.models())
+        models.check_prices([*spec.models(), *(scoring.models() if scoring is not None else ())])
 
     async def plan(self, sample: Sample) -> QueryPlan:
-        """The worst case of `sample`'s query: what it is admitted on (see `plan_query`)."""
-        return await plan_query(self.topology, self.models, sample, self._select(sample))
+        """The worst case of `sample`'s query, its scoring included: what it is admitted on (see `plan_query`)."""
+        return await plan_query(self.topology, self.models, sample, self._select(sample), self.scoring)
 
     def _select(self, sample: Sample) -> list[int]:
         if not self.topology.layers:
@@ -46,8 +48,9 @@ class Pipeline:
         return list(self.selector.select(sample.input, [a.spec for a in self.topology.layers[0]]))
 
     async def run_query(self, sample: Sample) -> QueryRecord:
-        """Run one query through every layer. Failures, a plugin's bug included, are recorded in the
-        record (with the traceback of an unexpected exception), never raised.
+        """Run one query through every layer (and score it, with `scoring`). Failures, a plugin's
+        bug included, are recorded in the record (with the traceback of an unexpected exception),
+        never raised.
 
         A proposer that raises, whatever the exception, fails its own proposal only (its traceback
         is kept in the record), like a proposer whose endpoint failed: the layer goes on with the
@@ -60,34 +63,38 @@ class Pipeline:
         answer, error, trace = None, None, None
         admission: Admission | None = None
         try:
-            selected = self._select(sample)
-            if self.budget is not None:  # the whole worst case fits, or the query never starts
-                plan = await plan_query(self.topology, self.models, sample, selected)
-                admission = await self.budget.admit(plan.usd, plan.tokens, dict(plan.calls))
-            references: Sequence[Proposal] = ()
-            for i, layer in enumerate(self.topology.layers):
-                agents = layer if i else tuple(layer[j] for j in selected)
-                proposals = await self._run_layer(agents, sample, references, calls, i + 1, admission, tracebacks)
-                layers.append(proposals)
-                failed = [p for p in proposals if not p.ok]
-                if failed and (self.spec.on_proposer_error == "fail" or len(failed) == len(proposals)):
-                    raise AggregationError(f"layer {i + 1}: " + "; ".join(f"{p.agent}: {p.error}" for p in failed))
-                references = proposals
-            answer = await self._aggregate(sample, references, calls, admission)
-        except BudgetExceeded as exc:
-            error = f"BudgetExceeded: {'query not started: ' if admission is None else ''}{exc}"
-        except StoreDamaged:
-            raise  # every later sample would fail the same way: the run stops with one line
-        except MoaLabError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # noqa: BLE001 - one bad sample (a plugin's bug) never stops a run
-            error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            try:
+                selected = self._select(sample)
+                if self.budget is not None:  # the whole worst case (its judge's too) fits, or the query never starts
+                    plan = await plan_query(self.topology, self.models, sample, selected, self.scoring)
+                    admission = await self.budget.admit(plan.usd, plan.tokens, dict(plan.calls))
+                references: Sequence[Proposal] = ()
+                for i, layer in enumerate(self.topology.layers):
+                    agents = layer if i else tuple(layer[j] for j in selected)
+                    proposals = await self._run_layer(agents, sample, references, calls, i + 1, admission, tracebacks)
+                    layers.append(proposals)
+                    failed = [p for p in proposals if not p.ok]
+                    if failed and (self.spec.on_proposer_error == "fail" or len(failed) == len(proposals)):
+                        raise AggregationError(f"layer {i + 1}: " + "; ".join(f"{p.agent}: {p.error}" for p in failed))
+                    references = proposals
+                answer = await self._aggregate(sample, references, calls, admission)
+            except BudgetExceeded as exc:
+                error = f"BudgetExceeded: {'query not started: ' if admission is None else ''}{exc}"
+            except StoreDamaged:
+                raise  # every later sample would fail the same way: the run stops with one line
+            except MoaLabError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - one bad sample (a plugin's bug) never stops a run
+                error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            trace = "\n".join([*tracebacks, *([trace] if trace else [])]) or None
+            record = QueryRecord(sample=sample, answer=answer, error=error, traceback=trace, selected=selected, layers=layers,
+                                 calls=calls, latency_s=time.perf_counter() - start, started=started)
+            if self.scoring is not None:
+                record = await self.scoring.score(record, self.models, admission)
+            return record
         finally:
             if admission is not None:  # what the query did not use goes back at once, even if cancelled
                 await asyncio.shield(admission.close())
-        trace = "\n".join([*tracebacks, *([trace] if trace else [])]) or None
-        return QueryRecord(sample=sample, answer=answer, error=error, traceback=trace, selected=selected, layers=layers,
-                           calls=calls, latency_s=time.perf_counter() - start, started=started)
 
     async def _run_layer(
         self, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord], layer: int,
@@ -120,20 +127,13 @@ class Pipeline:
         ctx = AgentContext(self.models, calls, agg.label, layer, 0, tuple(proposals), sample.history, admission)
         return await agg.impl.aggregate(sample.input, proposals, ctx)
 
-    async def stream(
-        self, samples: Iterable[Sample], *, concurrency: int = 16, finish: Finish | None = None
-    ) -> AsyncIterator[QueryRecord]:
+    async def stream(self, samples: Iterable[Sample], *, concurrency: int = 16) -> AsyncIterator[QueryRecord]:
         """Run queries concurrently (at most `concurrency` in flight) and yield records as they finish.
 
         `samples` is read lazily, one sample each time a slot frees, so a generator that stops
-        yielding stops the run after the queries in flight. `finish` (scoring, say) runs inside the
-        query's task, so it is concurrent too. Per-endpoint limits still apply inside: this bounds
-        memory and open queries, not calls."""
-
-        async def one(sample: Sample) -> QueryRecord:
-            record = await self.run_query(sample)
-            return await finish(record) if finish is not None else record
-
+        yielding stops the run after the queries in flight. Per-endpoint limits still apply
+        inside: this bounds memory and open queries, not calls."""
+        one = self.run_query
         pending: set[asyncio.Task[QueryRecord]] = set()
         iterator = iter(samples)
         try:

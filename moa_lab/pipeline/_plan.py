@@ -1,10 +1,12 @@
-"""A query's worst case, planned before it starts: every call of every layer, none sent.
+"""A query's worst case, planned before it starts: every call of every layer and of its judge, none sent.
 
 The topology's agents are run against a probe instead of their models: each call they would make
 is bounded the way `Model` bounds it (prompt_token_bound of what is sent plus max_tokens out, or a
 replay client's known answer length; $0 for a cached call) and answered with empty text. A later
 layer sees those empty answers, so its prompt is bounded by its template plus the previous layer's
-worst-case outputs. The query is admitted on the sum (see `models.Admission`).
+worst-case outputs. A judge scoring the answer is bounded the same way, the answer at its
+worst-case length (see `scoring.Scoring.plan`). The query is admitted on the sum (see
+`models.Admission`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from moa_lab.agents import AgentContext
 from moa_lab.core import CallRecord, Cost, Proposal, Request, Sample, Usage
 from moa_lab.models import ModelSet, Reservation
+from moa_lab.scoring import Scoring
 from moa_lab.topology import Topology
 
 
@@ -28,20 +31,26 @@ class QueryPlan:
     calls: dict[str, list[Reservation]] = field(default_factory=lambda: defaultdict(list))
     outputs: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     """The worst-case output tokens of each layer (what the next layer's prompt may grow by)."""
+    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """The worst-case output tokens of each agent's calls, by key (how long its text may be)."""
 
     def add(self, key: str, layer: int, bound: Reservation, output: int) -> None:
         self.calls[key].append(bound)
         self.usd += bound.usd
         self.tokens += bound.tokens
         self.outputs[layer] += output
+        self.written[key] += output
 
     def __add__(self, other: QueryPlan) -> QueryPlan:
         """The worst case of both (a trial stage is the sum of its queries)."""
         return QueryPlan(self.usd + other.usd, self.tokens + other.tokens)
 
 
-async def plan_query(topology: Topology, models: ModelSet, sample: Sample, selected: Sequence[int]) -> QueryPlan:
-    """Bound every call `topology` makes for `sample` (layer 1 limited to the `selected` agents)."""
+async def plan_query(
+    topology: Topology, models: ModelSet, sample: Sample, selected: Sequence[int], scoring: Scoring | None = None
+) -> QueryPlan:
+    """Bound every call `topology` makes for `sample` (layer 1 limited to the `selected` agents), and
+    with `scoring` every call its judge makes to score the answer (and the proposals)."""
     plan = QueryPlan()
 
     def probe(ctx: AgentContext, ref: str, request: Request) -> CallRecord:
@@ -52,8 +61,10 @@ async def plan_query(topology: Topology, models: ModelSet, sample: Sample, selec
         return CallRecord(ctx.agent, ref, request.messages, "", Usage(), Cost(), 0.0, False, layer=ctx.layer)
 
     references: tuple[Proposal, ...] = ()
+    ran: list[list[str]] = []
     for i, layer in enumerate(topology.layers):
         agents = tuple(layer[j] for j in selected) if i == 0 else layer
+        ran.append([agent.label for agent in agents])
         proposals = []
         for agent in agents:
             ctx = AgentContext(models, [], agent.label, i + 1, agent.sample_index, references, sample.history, probe=probe)
@@ -70,4 +81,12 @@ async def plan_query(topology: Topology, models: ModelSet, sample: Sample, selec
             await agg.impl.aggregate(sample.input, references, ctx)
         except Exception:  # noqa: BLE001, S110 - as above
             pass
+    if scoring is not None:
+        written = [[(label, plan.written[f"{i}:{label}"]) for label in labels] for i, labels in enumerate(ran, 1)]
+        # the answer is the aggregator's text or one of the last layer's proposals (a vote, a ranking)
+        last = [tokens for _, tokens in written[-1]] if written else []
+        aggregated = [plan.written[f"{len(ran) + 1}:{agg.label}"]] if agg is not None else []
+        answer = max([*last, *aggregated], default=0)
+        for key, bound in await scoring.plan(sample, models, answer, written):
+            plan.add(key, 0, bound, 0)
     return plan

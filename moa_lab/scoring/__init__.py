@@ -3,6 +3,7 @@
 from moa_lab.scoring._metrics import Estimate, bootstrap_ci, estimate, mean_stderr, paired_difference, percentile
 from moa_lab.scoring._judges import PairwiseJudge, RubricJudge, SingleJudge
 from moa_lab.scoring._scorer import Match, Scorer, ScoringContext, SummarizingScorer, scorer
+from moa_lab.scoring._scoring import Scoring
 
 __all__ = [
     "Estimate",
@@ -10,6 +11,7 @@ __all__ = [
     "PairwiseJudge",
     "RubricJudge",
     "Scorer",
+    "Scoring",
     "ScoringContext",
     "SingleJudge",
     "SummarizingScorer",

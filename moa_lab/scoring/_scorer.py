@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from moa_lab.answers import CHOICE, EXACT, NUMERIC, Extractor, equal
-from moa_lab.core import CallRecord, Message, Sample, Sampling, Score
-from moa_lab.models import ModelSet
+from moa_lab.core import CallRecord, Message, Request, Sample, Sampling, Score
+from moa_lab.models import Admission, ModelSet
 from moa_lab.registry import register
 from moa_lab.tracking import QueryRecord
 
@@ -22,11 +22,20 @@ class ScoringContext:
 
     models: ModelSet | None = None
     calls: list[CallRecord] = field(default_factory=list)
+    budget: Admission | None = None
+    """The query's admission the judge's calls draw from (None: the ModelSet's budget, if any)."""
+    agent: str = "judge"
+    """What the calls are traced (and planned) as: `judge`, or `judge/<layer>:<agent>` for a proposal."""
+    probe: Callable[[str, Request], CallRecord] | None = None
+    """Set while a query's worst case is planned: calls go to it instead of a model."""
 
-    async def call(self, model: str, messages: tuple[Message, ...], sampling: Sampling, *, agent: str = "judge") -> CallRecord:
+    async def call(self, model: str, messages: tuple[Message, ...], sampling: Sampling) -> CallRecord:
         if self.models is None:
             raise RuntimeError("this scorer calls a model, but the scoring context has no ModelSet")
-        record = await self.models.get(model).call(messages, sampling, agent=agent, layer=0)
+        if self.probe is not None:
+            record = self.probe(model, Request(self.models.get(model).name, messages, sampling))
+        else:
+            record = await self.models.get(model).call(messages, sampling, agent=self.agent, layer=0, budget=self.budget)
         self.calls.append(record)
         return record
 

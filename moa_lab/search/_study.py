@@ -18,6 +18,9 @@ from moa_lab.search._space import SearchSpace, subset_params
 from moa_lab.search._trial import TrialResult, run_trial, trial_records, worker_name
 
 HEARTBEAT_S = 2
+GRACE_S = 10 * HEARTBEAT_S
+"""A trial whose heartbeat is this old is taken for a dead worker's (ten missed beats: a live worker
+starved of CPU on a busy machine must not have its trial failed under it)."""
 MAX_REPEATS = 50
 """Draws in a row that only repeat evaluated topologies before a worker stops (a small space is exhausted)."""
 TRACES_PER_TRIAL = 5
@@ -29,7 +32,7 @@ def _storage(exp: Experiment, url: str | None) -> Any:
     import optuna
 
     if url:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     folder = study_dir(exp)
     folder.mkdir(parents=True, exist_ok=True)
     backend = optuna.storages.journal.JournalFileBackend(str(folder / "journal.log"))

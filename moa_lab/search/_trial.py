@@ -21,6 +21,7 @@ from moa_lab.core import BudgetExceeded
 from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
 from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline, QueryPlan
+from moa_lab.scoring import Scoring
 from moa_lab.search._config import COLUMNS, SearchConfig, study_dir
 from moa_lab.search._space import suggest
 from moa_lab.topology import TopologySpec, for_task, validate
@@ -110,8 +111,10 @@ async def admit_stage(number: int | str, spec: TopologySpec, tasks: tuple[str, .
     total = QueryPlan()
     for group in benchmark:
         runlog = folder / f"{runlog_name(number, group.task)}.jsonl"
-        done = {r.id for r in read_runlog(runlog).records} if runlog.exists() else set()
-        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models)
+        # a failed sample is run again (see `evaluate`), so it is planned again
+        done = {r.id for r in read_runlog(runlog).records if r.error is None} if runlog.exists() else set()
+        scoring = Scoring(group.scorer) if group.scorer is not None else None  # scored as `evaluate` scores it
+        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models, scoring=scoring)
         for sample in (group.samples[:limit] if limit else group.samples):
             if sample.id not in done:
                 total = total + await pipeline.plan(sample)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,6 +33,7 @@ AGGREGATORS = ("vote", "synthesize", "single")
 """What a router's subsets feed: a vote, a synthesizing aggregator, or nothing (`single`: one
 proposer per query, whose answer is the answer)."""
 
+_AGAIN = "train the router again (`moa-lab router train`) or copy the whole artifact folder again"
 _REQUIRED = {"platt", "cost"}
 _NEEDED_BY = {"knn": {"knn_x", "knn_y"}, "logistic": {"lr_w", "lr_b"}, "mf": {"mf_w1", "mf_b1", "mf_w2", "mf_b2"}}
 _LIBRARY = {"knn_x", "lib_members", "lib_outcome", "lib_global", "train_answers", "train_success"}
@@ -86,15 +89,23 @@ class Router:
         path = folder / "router.json"
         if not path.is_file():
             raise ConfigError(f"{folder}: not a router artifact (no router.json); train one with `moa-lab router train`")
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: damaged ({type(exc).__name__}: {exc}); {_AGAIN}") from None
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{path}: not a moa-lab router (not a JSON object); {_AGAIN}")
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a moa-lab router (format {meta.get('format')!r})")
         if meta.get("version") != VERSION:
             raise ConfigError(f"{path}: router format version {meta.get('version')}, this moa-lab reads version {VERSION}")
         if not (folder / "arrays.npz").is_file():
             raise ConfigError(f"{folder}: router.json without arrays.npz; copy the whole artifact folder")
-        with np.load(folder / "arrays.npz") as data:
-            arrays = {k: data[k] for k in data.files}
+        try:
+            with np.load(folder / "arrays.npz") as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ConfigError(f"{folder / 'arrays.npz'}: damaged ({type(exc).__name__}: {exc}); {_AGAIN}") from None
         router = cls(meta, arrays)
         router.validate(where=str(folder))
         return router

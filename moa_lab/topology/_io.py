@@ -37,12 +37,18 @@ def validate(model: type[M], data: Any, *, source: str = "", prefix: str = "") -
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; syntax errors name the line and column."""
+    """Parse a YAML file; syntax errors name the line and column, bytes that are not UTF-8 the line."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
+    raw = path.read_bytes()
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
