@@ -2,9 +2,10 @@
 
 `POST /v1/chat/completions` is answered by `ChatCompletions`, a bare ASGI app; everything else (the
 model list, unknown paths, the lifespan that closes the Service) by a FastAPI app. The chat route
-skips FastAPI's middleware, routing and parameter resolution because they cost about 0.3 ms of CPU
-per request, which a burst of requests waits for one after another (docs/benchmarks.md, "Serving
-overhead"). FastAPI and Starlette are imported when an app is made, never with `import moa_lab`.
+skips FastAPI's middleware, routing and parameter resolution: they cost 45% of a query's own CPU
+work per request, which a burst of requests waits for one after another (docs/benchmarks.md,
+"Serving overhead"). FastAPI and Starlette are imported when an app is made, never with `import
+moa_lab`.
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ def freeze_startup_objects() -> None:
     collector's reach, so that its full collections walk only what requests leave behind.
 
     A served process holds some 60,000 tracked objects once started; each full collection walked
-    them all (about 70 ms on a loaded 2-core machine, 10-15% of the server's CPU under a stream of
+    them all (about 70 ms on a loaded 2-core machine, 9% of the server's CPU in a stream of
     requests, and a stall for every request in flight). Only the process that serves, never one
-    that merely runs a BackgroundServer, does this: objects frozen are never collected."""
+    that merely runs a BackgroundServer, does this: a frozen object caught in a reference cycle is
+    never freed."""
     gc.collect()
     gc.freeze()
 
