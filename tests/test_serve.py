@@ -129,6 +129,8 @@ def test_without_the_bearer_token_every_request_is_refused(tmp_path: Path, backe
             assert caught.value.status_code == 401 and caught.value.code == "invalid_api_key"
             with pytest.raises(openai.AuthenticationError):
                 client.models.list()
+        assert http_error(f"{server.base_url}/nothing-here")[0] == 401  # no route answers without the key
+        assert http_error(f"{server.base_url}/nothing-here", {"Authorization": f"bearer  {key}"})[0] == 404
         ok = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
         assert ok.chat.completions.create(model="mix", messages=[{"role": "user", "content": "hi"}]).choices
     assert len(backend.calls) == 3  # only the authorised request reached a model
@@ -154,7 +156,23 @@ def test_bad_requests_get_openai_style_errors(tmp_path: Path, backend: OpenAITes
             client.chat.completions.create(model="other", messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.BadRequestError, match="last message must be the user's"):
             client.chat.completions.create(model="mix", messages=[{"role": "assistant", "content": "hi"}])
+        status, error = http_error(f"{server.base_url}/chat/completions", data=b"{not json")
+        assert status == 400 and error["error"]["message"].startswith("invalid request: body")
+        status, error = http_error(f"{server.base_url}/chat/completions")  # a GET
+        assert status == 405 and error["error"]["code"] == "method_not_allowed"
+        assert http_error(f"{server.base_url}/nothing-here")[0] == 404
     assert backend.calls == []
+
+
+def http_error(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """The status and JSON body of a request that fails (a POST of `data`, else a GET)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=10)
+    return caught.value.code, json.loads(caught.value.read())
 
 
 def test_messages_become_a_sample() -> None:

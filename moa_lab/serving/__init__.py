@@ -1,7 +1,7 @@
 """Serving: a topology as an OpenAI-compatible model (`moa-lab serve`).
 
 `load_service` builds the served topologies from experiment files, topology files or presets;
-`create_app` makes the FastAPI app; `serve` runs it with uvicorn (`BackgroundServer` on a thread).
+`create_app` makes the ASGI app (FastAPI, with the chat route answered directly); `serve` runs it with uvicorn (`BackgroundServer` on a thread).
 FastAPI and uvicorn are imported only when an app is made or run.
 """
 

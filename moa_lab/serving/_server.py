@@ -3,6 +3,7 @@ process (tests, benchmarks, a mixture of mixtures in one script)."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -21,7 +22,22 @@ def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8000, grace_s: float
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s,
                             lifespan="on", server_header=False)
+    config.load()  # imports uvicorn's protocol modules now, so that they are frozen too
+    freeze_startup_objects()
     uvicorn.Server(config).run()
+
+
+def freeze_startup_objects() -> None:
+    """Put every object alive now (imported libraries, the app, the topologies) out of the garbage
+    collector's reach, so that its full collections walk only what requests leave behind.
+
+    A served process holds some 60,000 tracked objects once started; each full collection walked
+    them all (about 70 ms on a loaded 2-core machine, 9% of the server's CPU in a stream of
+    requests, and a stall for every request in flight). Only the process that serves, never one
+    that merely runs a BackgroundServer, does this: a frozen object caught in a reference cycle is
+    never freed."""
+    gc.collect()
+    gc.freeze()
 
 
 class BackgroundServer:
