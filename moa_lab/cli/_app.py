@@ -119,12 +119,15 @@ def run_or_eval(
     output: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")] = None,
     scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
     arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
+    replay: Annotated[Optional[Path], typer.Option(help="Answer every model call from this recording (`moa-lab record export`); "
+                                                        "no endpoint is called and the call cache is off.")] = None,
 ) -> None:
     is_run = ctx.info_name == "run"
     exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency,
                           scorer=yaml.safe_load(scorer) if scorer else None, output=str(output.resolve()) if output else None)
     track = not no_mlflow and (not is_run or "tracking" in exp.spec.model_fields_set)
-    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
+    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache,
+                             replay=replay)
     if is_run:
         show_answers(console, records)
     _report(exp, done)
@@ -134,14 +137,17 @@ app.command("run", help=RUN_HELP)(run_or_eval)
 app.command("eval", help=EVAL_HELP)(run_or_eval)
 
 
-def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool,
+             replay: Path | None = None) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
     from moa_lab.evaluation import run_experiment, run_folder
 
     groups(exp)  # bad inputs fail before a model, store or folder is made
+    if replay is not None and not (replay.is_file() or (replay / "calls.jsonl").is_file()):
+        raise ConfigError(f"{replay}: not a recording (no calls.jsonl in it); make one with `moa-lab record export RUN --out {replay}`")
     folder = run_folder(exp, resume=resume)
-    models = exp.model_set(use_cache=False if no_cache else None, run=folder)  # a budget's ledger lives in the run
+    models = exp.model_set(use_cache=False if no_cache else None, run=folder, replay=replay)  # a budget's ledger lives in the run
     tracker = None
     if track and exp.spec.tracking.mlflow:
         from moa_lab.tracking import MlflowTracker
