@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from moa_lab.core import CallRecord, ConfigError, Cost, Message, ReplayMissing, Request, Sampling, Usage
+from moa_lab import ModelSet, preset, run
+from moa_lab.core import Answer, CallRecord, ConfigError, Cost, Message, ReplayMissing, Request, Sample, Sampling, Usage
 from moa_lab.evaluation import export_recording
-from moa_lab.models import RecordedCall, write_recording
+from moa_lab.models import EndpointConfig, RecordedCall, write_recording
 from moa_lab.models.providers.replay import ReplayClient
-from moa_lab.testing import OpenAITestServer
+from moa_lab.testing import OpenAITestServer, ScriptedClient
 from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter, read_runlogs
-from moa_lab.core import Answer, Sample
 
 
 def _cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
@@ -95,6 +95,23 @@ def test_a_moa_run_on_an_http_endpoint_replays_whole_from_its_export(tmp_path: P
     replayed = _runs(tmp_path / "out" / "recorded" / "latest")
     assert _assert_replayed(original, replayed) == served
     assert len(server.calls) == served  # nothing reached the (stopped) endpoint
+
+
+def test_a_replay_endpoint_serves_an_exported_moa_at_every_layer(tmp_path: Path) -> None:
+    counter = itertools.count(1)
+    fake = ScriptedClient(responder=lambda r: f"{r.model} {next(counter)}")
+    samples = [Sample(f"Question {i}?", id=f"q{i}") for i in range(3)]
+    topology = lambda e: preset("moa", proposers=[f"{e}/m"] * 3, layers=3, aggregator=f"{e}/agg")  # noqa: E731
+    original = run(topology("fake"), samples, ModelSet(clients={"fake": fake}, cache_dir=tmp_path))
+    header = RunHeader(label="moa", topology=topology("fake").model_dump(mode="json"), samples=3)
+    with RunLogWriter(tmp_path / "moa.jsonl", header, original):
+        pass
+    assert export_recording([tmp_path / "moa.jsonl"], tmp_path / "rec").calls == 3 * 7
+    endpoint = EndpointConfig(kind="replay", paths=(str(tmp_path / "rec"),))
+    replayed = run(topology("rec"), samples, ModelSet({"rec": endpoint}, cache_dir=tmp_path))
+    assert [r.answer.text for r in replayed if r.answer] == [r.answer.text for r in original if r.answer] and len(replayed) == 3
+    assert [[p.text for p in layer] for r in replayed for layer in r.layers] == [[p.text for p in layer] for r in original for layer in r.layers]
+    assert len(fake.requests) == 3 * 7  # the replay called nothing
 
 
 def _call(output: str, index: int, *, content: str = "Say hi", kept: bool = True) -> CallRecord:
