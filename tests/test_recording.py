@@ -92,6 +92,7 @@ def test_a_moa_run_on_an_http_endpoint_replays_whole_from_its_export(tmp_path: P
 
     again = _cli("eval", str(exp), "--replay", str(tmp_path / "rec"), cache=tmp_path / "cache2")
     assert again.returncode == 0, again.stderr[-2000:] + again.stdout[-2000:]
+    assert f"replay: {served} calls looked up in {tmp_path / 'rec'}; no model was called" in again.stdout
     replayed = _runs(tmp_path / "out" / "recorded" / "latest")
     assert _assert_replayed(original, replayed) == served
     assert len(server.calls) == served  # nothing reached the (stopped) endpoint

@@ -193,6 +193,9 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
     done = asyncio.run(main())
     if tracker is not None:
         console.print(f"MLflow: {redact_uri(tracker.tracking_uri)} (open it with `moa-lab ui`)")
+    if replay is not None:
+        calls = sum(s.calls for s in done.summaries)
+        console.print(f"replay: {calls} calls looked up in {replay}; no model was called", highlight=False)
     unpriced = sorted(models.prices.unpriced)
     if unpriced:
         console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
