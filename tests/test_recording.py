@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,12 @@ def test_a_moa_run_on_an_http_endpoint_replays_whole_from_its_export(tmp_path: P
     replayed = _runs(tmp_path / "out" / "recorded" / "latest")
     assert _assert_replayed(original, replayed) == served
     assert len(server.calls) == served  # nothing reached the (stopped) endpoint
+
+    exp.write_text(exp.read_text().replace("items: 3", "items: 4"))  # one more item: its calls were never made
+    more = _cli("eval", str(exp), "--replay", str(tmp_path / "rec"), cache=tmp_path / "cache2")
+    assert more.returncode == 3, more.stderr[-2000:]
+    miss = next(line for line in more.stdout.splitlines() if "not in the recording" in line)
+    assert re.search(r"the first: ReplayMissing: (m|agg): no recording in .*rec/calls.jsonl of this request \((chat of|completion prompt)", miss)
 
 
 def test_a_replay_endpoint_serves_an_exported_moa_at_every_layer(tmp_path: Path) -> None:

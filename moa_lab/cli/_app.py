@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
@@ -155,6 +156,7 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
         tracker = MlflowTracker(tracking_uri=tracking_uri or exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
                                 project_root=exp.project, traces=exp.spec.tracking.traces is not False)
     records: list[QueryRecord] = []
+    misses: list[str] = []
 
     async def main() -> ExperimentRun:
         import signal
@@ -179,6 +181,7 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
                     progress.start(name, total)
 
                 def record(name: str, rec: QueryRecord) -> None:
+                    misses.extend(c.error for c in rec.calls if c.error and c.error.startswith("ReplayMissing"))
                     if name == next(iter(running)):  # the first RunLog's answers are shown at the end
                         records.append(rec)
                     stat = running[name]
@@ -196,6 +199,8 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
     if replay is not None:
         calls = sum(s.calls for s in done.summaries)
         console.print(f"replay: {calls} calls looked up in {replay}; no model was called", highlight=False)
+        if misses:
+            console.print(f"[yellow]{len(misses)} calls were not in the recording; the first: {escape(misses[0])}[/]", highlight=False, soft_wrap=True)
     unpriced = sorted(models.prices.unpriced)
     if unpriced:
         console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")
