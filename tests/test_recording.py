@@ -88,7 +88,7 @@ def test_a_moa_run_on_an_http_endpoint_replays_whole_from_its_export(tmp_path: P
 
     export = _cli("record", "export", str(tmp_path / "out" / "recorded" / "latest"), "--out", str(tmp_path / "rec"), cache=tmp_path / "cache")
     assert export.returncode == 0, export.stderr
-    assert f"{served} calls of 6 queries from 2 RunLog(s)" in export.stdout
+    assert f"{served} calls of 6 queries from 2 RunLogs" in export.stdout
     server.stop()
 
     again = _cli("eval", str(exp), "--replay", str(tmp_path / "rec"), cache=tmp_path / "cache2")

@@ -24,16 +24,21 @@ def export(
     from moa_lab.evaluation import export_recording
 
     done = export_recording(runs, out)
-    console.print(f"{done.calls} calls of {done.queries} queries from {len(done.runlogs)} RunLog(s) -> {done.calls_file}", highlight=False)
+    console.print(f"{_n(done.calls, 'call')} of {_n(done.queries, 'query', 'queries')} from {_n(len(done.runlogs), 'RunLog')} "
+                  f"-> {done.calls_file}", highlight=False)
     for model, n in sorted(done.models.items()):
         console.print(f"  {model}: {n}", highlight=False)
     if done.repeats:
-        console.print(f"{done.repeats} calls repeat a written request with the same answer (kept once)", highlight=False)
+        console.print(f"{_n(done.repeats, 'call')} repeated a written request with the same answer (kept once)", highlight=False)
     if done.conflicts:
-        console.print(f"[yellow]{done.conflicts} calls repeat a written request with another answer (runs without the cache): "
+        console.print(f"[yellow]{_n(done.conflicts, 'call')} repeated a written request with another answer (runs without the cache): "
                       "the first answer is kept[/]", highlight=False)
     if done.failed:
-        console.print(f"{done.failed} failed calls have no answer to record: a replay misses them as the run did", highlight=False)
+        console.print(f"{_n(done.failed, 'call')} failed: no answer to record, so a replay misses them as the run did", highlight=False)
     for path, n in done.unreplayable.items():
-        console.print(f"[yellow]{path}: {n} calls left out: recorded by an older moa-lab without their sampling and sample "
+        console.print(f"[yellow]{path}: {_n(n, 'call')} left out: recorded by an older moa-lab without their sampling and sample "
                       "index; a replay misses them (run it again to export them)[/]", highlight=False)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
