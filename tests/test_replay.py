@@ -32,11 +32,11 @@ async def test_jsonl_by_instruction_and_by_id(tmp_path: Path) -> None:
 
 async def test_missing_recording_is_an_error_not_an_empty_answer(tmp_path: Path) -> None:
     client = ReplayClient([_jsonl(tmp_path / "a.jsonl", [{"instruction": "Say hi", "model": "m1", "output": "hi"}])])
-    with pytest.raises(ReplayMissing, match="no recording for the prompt 'Say bye'"):
+    with pytest.raises(ReplayMissing, match=r"m1: no recording in .*a.jsonl of this request \(chat of 1 message, .*ending 'Say bye'\)"):
         await client.complete(Request("m1", (Message("user", "Say bye"),)))
     with pytest.raises(ReplayMissing, match="did you mean m1"):
         await client.complete(Request("m11", (Message("user", "Say hi"),)))
-    with pytest.raises(ReplayMissing, match="plain instructions only"):
+    with pytest.raises(ReplayMissing, match="plain instructions only: export the run"):
         await client.complete(Request("m1", (Message("system", "refs"), Message("user", "Say hi"))))
 
 

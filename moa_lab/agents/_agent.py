@@ -36,7 +36,7 @@ class AgentContext:
     ) -> CallRecord:
         """Call a model through the shared wrapper (cache, budget, limits, retry) and trace it."""
         if self.probe is not None:
-            record = self.probe(self, model, Request(self.models.get(model).name, messages, sampling, prompt))
+            record = self.probe(self, model, Request(self.models.get(model).name, messages, sampling, prompt, self.sample_index))
         else:
             record = await self.models.get(model).call(
                 messages, sampling, prompt=prompt, sample_index=self.sample_index, agent=self.agent, layer=self.layer,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moa_lab.core import ConfigError
 from moa_lab.topology import TopologySpec, validate
-from moa_lab.tracking import RunLog, read_runlog
+from moa_lab.tracking import RunLog, read_runlogs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,21 +45,8 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def runlogs(paths: Iterable[Path]) -> list[RunLog]:
-    """Every RunLog named: a `.jsonl` file, or a run folder (each RunLog in it, in name order; a
-    study folder's trial RunLogs included)."""
-    out: list[RunLog] = []
-    for path in paths:
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.jsonl") if not p.name.startswith("."))
-            if not files:
-                raise ConfigError(f"{path}: no RunLog (*.jsonl) in this folder")
-            out += [read_runlog(p) for p in files]
-        else:
-            out.append(read_runlog(path))
-    if not out:
-        raise ConfigError("no RunLog given")
-    return out
+runlogs = read_runlogs
+"""Every RunLog named (`moa_lab.tracking.read_runlogs`)."""
 
 
 def scored(run: RunLog) -> bool:

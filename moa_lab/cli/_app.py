@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
@@ -119,12 +120,15 @@ def run_or_eval(
     output: Annotated[Optional[Path], typer.Option(help="Folder for the runs (default: runs/ in the experiment's project).")] = None,
     scorer: Annotated[Optional[str], typer.Option(help="Override the scorer (YAML: a name or {kind: ..., ...}).")] = None,
     arg: Annotated[list[str], typer.Option("--arg", "-a", help="Preset argument NAME=VALUE (repeatable).")] = [],  # noqa: B006
+    replay: Annotated[Optional[Path], typer.Option(help="Answer every model call from this recording (`moa-lab record export`); "
+                                                        "no endpoint is called and the call cache is off.")] = None,
 ) -> None:
     is_run = ctx.info_name == "run"
     exp = Experiment.load(experiment, topology_args=_parse_args(arg), concurrency=concurrency,
                           scorer=yaml.safe_load(scorer) if scorer else None, output=str(output.resolve()) if output else None)
     track = not no_mlflow and (not is_run or "tracking" in exp.spec.model_fields_set)
-    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache)
+    done, records = _execute(exp, resume=resume, keep_failed=keep_failed, track=track, tracking_uri=tracking_uri, no_cache=no_cache,
+                             replay=replay)
     if is_run:
         show_answers(console, records)
     _report(exp, done)
@@ -134,15 +138,18 @@ app.command("run", help=RUN_HELP)(run_or_eval)
 app.command("eval", help=EVAL_HELP)(run_or_eval)
 
 
-def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool) -> tuple[ExperimentRun, list[QueryRecord]]:
+def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, tracking_uri: str | None, no_cache: bool,
+             replay: Path | None = None) -> tuple[ExperimentRun, list[QueryRecord]]:
     """Run the experiment with a progress bar per RunLog; Ctrl-C (or SIGTERM) stops after the
     queries in flight, a second one aborts."""
     from moa_lab.evaluation import check_prices, run_experiment, run_folder
 
     # bad inputs, unpriced models under a budget included, fail before a model, store or folder is made
     check_prices(exp, exp.model_set(use_cache=False), groups(exp))
+    if replay is not None and not (replay.is_file() or (replay / "calls.jsonl").is_file()):
+        raise ConfigError(f"{replay}: not a recording (no calls.jsonl in it); make one with `moa-lab record export RUN --out {replay}`")
     folder = run_folder(exp, resume=resume)
-    models = exp.model_set(use_cache=False if no_cache else None, run=folder)  # a budget's ledger lives in the run
+    models = exp.model_set(use_cache=False if no_cache else None, run=folder, replay=replay)  # a budget's ledger lives in the run
     tracker = None
     if track and exp.spec.tracking.mlflow:
         from moa_lab.tracking import MlflowTracker
@@ -150,6 +157,7 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
         tracker = MlflowTracker(tracking_uri=tracking_uri or exp.spec.tracking.tracking_uri, experiment=exp.spec.tracking.experiment or exp.spec.name,
                                 project_root=exp.project, traces=exp.spec.tracking.traces is not False)
     records: list[QueryRecord] = []
+    misses: list[str] = []
 
     async def main() -> ExperimentRun:
         import signal
@@ -174,6 +182,7 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
                     progress.start(name, total)
 
                 def record(name: str, rec: QueryRecord) -> None:
+                    misses.extend(c.error for c in rec.calls if c.error and c.error.startswith("ReplayMissing"))
                     if name == next(iter(running)):  # the first RunLog's answers are shown at the end
                         records.append(rec)
                     stat = running[name]
@@ -188,6 +197,11 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
     done = asyncio.run(main())
     if tracker is not None:
         console.print(f"MLflow: {redact_uri(tracker.tracking_uri)} (open it with `moa-lab ui`)")
+    if replay is not None:
+        calls = sum(s.calls for s in done.summaries)
+        console.print(f"replay: {calls} calls looked up in {replay}; no model was called", highlight=False)
+        if misses:
+            console.print(f"[yellow]{len(misses)} calls were not in the recording; the first: {escape(misses[0])}[/]", highlight=False, soft_wrap=True)
     unpriced = sorted(models.prices.unpriced)
     if unpriced:
         console.print(f"[yellow]no list price for {', '.join(unpriced)}: counted as $0 (add them under prices:)[/]")

@@ -59,13 +59,16 @@ class Request:
     """What a model client is asked: a model name, the conversation and sampling settings.
 
     `prompt`, when set, is a raw completion-style prompt (for base models such as the embedded
-    one): providers send it as is to a completions endpoint and ignore `messages`.
+    one): providers send it as is to a completions endpoint and ignore `messages`. `sample_index`
+    says which of several identical requests of one layer this is (Self-MoA samples one model k
+    times): endpoints never see it; the cache and the replay of a recorded run key on it.
     """
 
     model: str
     messages: tuple[Message, ...]
     sampling: Sampling = field(default_factory=Sampling)
     prompt: str | None = None
+    sample_index: int = 0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from moa_lab.core._messages import Message, Usage
+from moa_lab.core._messages import Message, Request, Sampling, Usage
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,25 @@ class CallRecord:
     """Unix time the call began (for trace spans)."""
     list_latency_s: float = 0.0
     """How long the endpoint took when the call was made (a cache hit keeps the original's)."""
+    sampling: Sampling | None = None
+    """The call's sampling settings (None in RunLogs written before they were kept)."""
+    sample_index: int | None = None
+    """Which of several identical requests of one layer this was (Self-MoA), as in `Request`."""
+    prompt_form: bool | None = None
+    """True when `messages[0].content` was sent as a raw completion-style prompt (`Request.prompt`),
+    False for a chat request. With `sampling` and `sample_index` it makes the call replayable
+    (`moa-lab record export`); all three are None in RunLogs written before they were kept."""
+
+    @property
+    def request(self) -> Request | None:
+        """The request this call made (model name without its endpoint), or None when the RunLog
+        did not keep enough of it (written before sampling and sample index were recorded)."""
+        if self.sampling is None or self.sample_index is None or self.prompt_form is None:
+            return None
+        name = self.model.partition("/")[2] or self.model
+        if self.prompt_form:
+            return Request(name, (), self.sampling, self.messages[0].content, self.sample_index)
+        return Request(name, self.messages, self.sampling, None, self.sample_index)
 
 
 @dataclass(frozen=True)

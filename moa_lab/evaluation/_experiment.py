@@ -199,17 +199,21 @@ class Experiment:
 
     def model_set(
         self, *, cache_dir: Path | None = None, use_cache: bool | None = None, budget: Budget | LedgerBudget | None = None,
-        run: Path | None = None,
+        run: Path | None = None, replay: Path | None = None,
     ) -> ModelSet:
         """The ModelSet this experiment runs on: its endpoints, prices, budget and cache. `budget`
         replaces the file's (a study's shared ledger, a command line cap). With `run` (a run
         folder) the file's budget is a durable ledger, `budget.sqlite` beside the run's RunLogs: a
-        resumed run starts from what was spent, and what a killed process held counts as spent."""
+        resumed run starts from what was spent, and what a killed process held counts as spent.
+        With `replay` (a recording folder, `moa-lab record export`) every call is answered from
+        the recording, not by an endpoint, and the call cache is off (it may hold other answers)."""
         cache_dir = cache_dir or default_cache_dir()
         prices = PriceTable.default()
         if self.spec.prices:
             prices = prices.merged(PriceTable.from_mapping(self.spec.prices, where=f"{self.source}: prices"))
         cache_setting = self.spec.cache if use_cache is None else use_cache
+        if replay is not None:
+            cache_setting = False
         cache = None
         if cache_setting is True:
             cache = SqliteCache(cache_dir / "calls.sqlite")
@@ -222,8 +226,14 @@ class Experiment:
                 budget = LedgerBudget(f"sqlite:///{run / 'budget.sqlite'}", "run", self.spec.budget.usd, self.spec.budget.tokens)
             else:
                 budget = Budget(self.spec.budget.usd, self.spec.budget.tokens)
+        recording = None
+        if replay is not None:
+            from moa_lab.models.providers.replay import ReplayClient
+
+            recording = ReplayClient([replay])
         return ModelSet(
-            self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.width()
+            self.endpoints(), prices=prices, cache=cache, budget=budget, cache_dir=cache_dir, local_slots=self.width(),
+            replay=recording,
         )
 
     def width(self) -> int:

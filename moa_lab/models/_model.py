@@ -81,7 +81,7 @@ class Model:
         """One call through cache -> budget reserve -> endpoint (with retries) -> settle.
 
         `budget`: the query's Admission the call draws from (default: the ModelSet's budget)."""
-        request = Request(self.name, messages, sampling, prompt)
+        request = Request(self.name, messages, sampling, prompt, sample_index)
         if prompt is not None:
             messages = (Message("user", prompt),)
         start = time.perf_counter()
@@ -103,6 +103,9 @@ class Model:
                 layer=layer,
                 started=wall_start,
                 list_latency_s=completion.latency_s if completion else time.perf_counter() - start,
+                sampling=sampling,
+                sample_index=sample_index,
+                prompt_form=prompt is not None,
             )
 
         if key is not None:

@@ -45,6 +45,9 @@ class ModelSet:
         clients: ready clients by endpoint name (tests register fakes here).
         cache_dir: where the embedded model file and server logs live.
         local_slots: concurrent sequences of the embedded server (the widest layer is a good value).
+        replay: a client that answers every endpoint's calls instead of the endpoint (a recording's
+            `ReplayClient`, `--replay`): prices and limits stay the endpoints', but no endpoint is
+            contacted, the embedded model never starts and no API key is read.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class ModelSet:
         clients: Mapping[str, ModelClient] | None = None,
         cache_dir: Path | None = None,
         local_slots: int = 4,
+        replay: ModelClient | None = None,
     ) -> None:
         self.endpoints = {**default_endpoints(), **(endpoints or {})}
         self.prices = prices or PriceTable.default()
@@ -66,6 +70,7 @@ class ModelSet:
         self.local_slots = local_slots
         self._clients: dict[str, ModelClient] = dict(clients or {})
         self._given = set(self._clients)
+        self.replay = replay
         self._limiters: dict[str, asyncio.Semaphore] = {}
         self._models: dict[str, Model] = {}
 
@@ -96,7 +101,7 @@ class ModelSet:
         """Raise ConfigError now if `ref` names an unknown endpoint or a missing API key."""
         endpoint, _ = self._split(ref)
         config = self.endpoints.get(endpoint)
-        if config is not None and config.kind == "openai" and endpoint not in self._given:
+        if config is not None and config.kind == "openai" and endpoint not in self._given and self.replay is None:
             self._api_key(endpoint, config)
 
     def price(self, ref: str) -> Price | None:
@@ -166,7 +171,9 @@ class ModelSet:
         client = self._clients.get(endpoint)
         if client is not None:
             return client
-        if config.kind == "openai":
+        if self.replay is not None:
+            client = self.replay
+        elif config.kind == "openai":
             from moa_lab.models.providers.openai import OpenAIClient
 
             client = OpenAIClient(config.base_url or "", self._api_key(endpoint, config), timeout=config.timeout_s)
@@ -197,7 +204,8 @@ class ModelSet:
 
     async def aclose(self) -> None:
         """Close every client (stops the embedded server if it was started)."""
-        for client in self._clients.values():
+        clients = [*self._clients.values(), *([self.replay] if self.replay is not None else [])]
+        for client in {id(c): c for c in clients}.values():  # a replay serves several endpoints: close it once
             await client.aclose()
         if self._budget is not None:
             self._budget.close()

@@ -3,7 +3,7 @@
 from moa_lab.tracking._lock import WriterLock, WriterLocked, lock_folder
 from moa_lab.tracking._mlflow import MlflowTracker, default_artifact_location, default_tracking_uri, redact_uri
 from moa_lab.tracking._records import SCHEMA, VERSION, QueryRecord, RunHeader, total_cost
-from moa_lab.tracking._runlog import RunLog, RunLogWriter, read_runlog
+from moa_lab.tracking._runlog import RunLog, RunLogWriter, read_runlog, read_runlogs
 from moa_lab.tracking._tracker import Tracker
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "default_tracking_uri",
     "lock_folder",
     "read_runlog",
+    "read_runlogs",
     "redact_uri",
     "total_cost",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -91,6 +91,23 @@ def read_runlog(path: str | Path) -> RunLog:
     except (ValidationError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}:{n}: not a valid version-{version} RunLog line ({_first_problem(exc)})") from None
     return RunLog(path, header, records)
+
+
+def read_runlogs(paths: Iterable[str | Path]) -> list[RunLog]:
+    """Every RunLog named: a `.jsonl` file, or a run folder (each RunLog in it, in name order; a
+    study folder's trial RunLogs included)."""
+    out: list[RunLog] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.jsonl") if not p.name.startswith("."))
+            if not files:
+                raise ConfigError(f"{path}: no RunLog (*.jsonl) in this folder")
+            out += [read_runlog(p) for p in files]
+        else:
+            out.append(read_runlog(path))
+    if not out:
+        raise ConfigError("no RunLog given")
+    return out
 
 
 def _first_problem(exc: Exception) -> str:

@@ -11,23 +11,35 @@ from typing import Any
 
 from moa_lab.core import Completion, ConfigError, Message, ReplayMissing, Request
 from moa_lab.models._pricing import estimate_tokens, estimate_usage
+from moa_lab.models._recording import CALLS_FILE, RecordedCall, describe_request, replay_key
 
 
 class ReplayClient:
-    """Answers a plain instruction (one user message) with the recorded output of `request.model`.
+    """Answers requests to `request.model` from recorded outputs.
 
-    Reads AlpacaEval `model_outputs.json` files (a list of {instruction, output, generator}) and
-    JSONL files of {instruction | id, model, output}; `id` rows need `questions`, a JSONL file of
-    {id, question | instruction | input}. Files may be gzipped. Usage is the documented estimate
+    Reads recordings (`moa-lab record export`: a folder, or its `calls.jsonl`), which answer any
+    request of a recorded run, at every layer, matched by model, messages or prompt, sampling and
+    sample index (`moa_lab.models.replay_key`), with the usage the endpoint reported. Also reads
+    AlpacaEval `model_outputs.json` files (a list of {instruction, output, generator}) and JSONL
+    files of {instruction | id, model, output}, which answer plain instructions (one user message,
+    or a prompt) whatever the sampling; `id` rows need `questions`, a JSONL file of
+    {id, question | instruction | input}, and their usage is the documented estimate
     (`moa_lab.models.estimate_tokens`), since nothing was metered when the text was recorded.
+    Files may be gzipped. A request with no recording raises ReplayMissing naming it and the files.
     """
 
     def __init__(self, paths: Iterable[str | Path], *, questions: str | Path | None = None) -> None:
         self._outputs: dict[str, dict[str, str]] = {}
+        self._calls: dict[str, RecordedCall] = {}
+        self._longest: dict[str, int] = {}
         id_to_text = {str(r["id"]): _instruction(r) for r in _rows(Path(questions))} if questions else {}
-        for path in paths:
-            for row in _rows(Path(path)):
-                model = row.get("model") or row.get("generator") or Path(path).name.split(".")[0]
+        self._paths = [_calls_file(Path(p)) for p in paths]
+        for path in self._paths:
+            for n, row in enumerate(_rows(path), 1):
+                if "sampling" in row:
+                    self._add_call(RecordedCall.from_row(row, f"{path}:{n}"))
+                    continue
+                model = row.get("model") or row.get("generator") or path.name.split(".")[0]
                 if "instruction" in row:
                     text = row["instruction"]
                 elif "id" in row and str(row["id"]) in id_to_text:
@@ -35,46 +47,68 @@ class ReplayClient:
                 else:
                     raise ConfigError(f"{path}: row has no 'instruction', or an 'id' missing from the questions file")
                 self._outputs.setdefault(str(model), {})[_key(text)] = str(row["output"])
-        if not self._outputs:
+        if not self._outputs and not self._calls:
             raise ConfigError("replay endpoint: no recordings found in its paths")
+
+    def _add_call(self, call: RecordedCall) -> None:
+        self._calls.setdefault(call.key, call)  # a repeated request keeps its first answer, as the export does
+        model = call.request.model
+        self._longest[model] = max(self._longest.get(model, 0), call.usage.output_tokens, estimate_tokens(call.output))
 
     @property
     def models(self) -> list[str]:
-        return sorted(self._outputs)
+        return sorted({*self._outputs, *self._longest})
 
     def output_bound(self, request: Request) -> int:
-        """Estimated tokens of the recorded answer (the budget reserves this instead of max_tokens)."""
+        """Tokens of the recorded answer (the budget reserves this instead of max_tokens); for a
+        request not recorded (yet: a later layer is planned before its references exist), the
+        longest answer recorded for the model, so the bound holds for whatever is replayed."""
+        call = self._calls.get(replay_key(request))
+        if call is not None:
+            return max(call.usage.output_tokens, estimate_tokens(call.output))
         try:
             return estimate_tokens(self._lookup(request))
         except ReplayMissing:
-            return 0
+            return self._longest.get(request.model, 0)
 
     async def complete(self, request: Request) -> Completion:
+        call = self._calls.get(replay_key(request))
+        if call is not None:
+            return Completion(call.output, call.usage, "stop")
         output = self._lookup(request)
         # a completion-style prompt is what was sent, so it is what the estimate counts
         shown = (Message("user", request.prompt),) if request.prompt is not None else request.messages
         return Completion(output, estimate_usage(shown, output), "stop", usage_estimated=True)
 
     def _lookup(self, request: Request) -> str:
-        recorded = self._outputs.get(request.model)
-        if recorded is None:
+        """The recorded output of a plain instruction (the instruction-keyed files)."""
+        if request.model not in self._outputs and request.model not in self._longest:
             close = difflib.get_close_matches(request.model, self.models, n=3, cutoff=0.4)
             hint = f"did you mean {', '.join(close)}?" if close else f"recorded: {', '.join(self.models)}"
-            raise ReplayMissing(f"no recordings for model {request.model!r}; {hint}")
+            raise ReplayMissing(f"no recordings for model {request.model!r} in {self._where()}; {hint}")
+        recorded = self._outputs.get(request.model, {})
         users = [m for m in request.messages if m.role == "user"]
-        if request.prompt is None and (len(users) != 1 or len(request.messages) != 1):
-            raise ReplayMissing(
-                f"{request.model}: replay holds answers to plain instructions only; this request has "
-                f"{len(request.messages)} messages (a later-layer agent or a system prompt cannot be replayed)"
-            )
-        text = request.prompt if request.prompt is not None else users[0].content
-        output = recorded.get(_key(text))
+        plain = request.prompt is not None or (len(users) == 1 and len(request.messages) == 1)
+        text = request.prompt if request.prompt is not None else users[0].content if plain else None
+        output = recorded.get(_key(text)) if text is not None else None
         if output is None:
-            raise ReplayMissing(f"{request.model}: no recording for the prompt {text[:80]!r}")
+            why = "" if plain or request.model in self._longest else (
+                " (its files answer plain instructions only: export the run that made this call with `moa-lab record export`)")
+            raise ReplayMissing(f"{request.model}: no recording in {self._where()} of this request "
+                                f"({describe_request(request)}){why}")
         return output
+
+    def _where(self) -> str:
+        names = [str(p) for p in self._paths[:2]]
+        return ", ".join(names) + (f" and {len(self._paths) - 2} more files" if len(self._paths) > 2 else "")
 
     async def aclose(self) -> None:
         return None
+
+
+def _calls_file(path: Path) -> Path:
+    """A recording folder's calls file; any other path as given."""
+    return path / CALLS_FILE if path.is_dir() else path
 
 
 def _key(text: str) -> str:
