@@ -58,8 +58,10 @@ class RouterEval:
 
 
 def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.ndarray, test: np.ndarray, *,
-                    lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0) -> RouterEval:
-    """Replay the router and every baseline on `test` rows (the router must be trained on `train`)."""
+                    lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0,
+                    diagnostics: bool = True) -> RouterEval:
+    """Replay the router and every baseline on `test` rows (the router must be trained on `train`).
+    `diagnostics`: also routing alone at every λ and the rule fed the true outcomes."""
     if router.aggregator != "vote":
         raise ConfigError(
             f"offline evaluation replays votes over recorded answers; a {router.aggregator!r} aggregator needs "
@@ -95,6 +97,8 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     for lam in lambdas:
         routed("router", f"λ={lam:g}", [[int(position[j]) for j in router.choose(predicted[i], usd[i], lam=lam, k=k, x=x[test][i])]
                                          for i in range(len(test))])
+        if not diagnostics:
+            continue
         if router.operating:  # routing alone, where the router calls a static subset instead
             if router.static_subset(lam, k=k) is None:
                 points.append(replace(points[-1], method="routing-only"))

@@ -30,12 +30,15 @@ subset's mean $ differs a little between folds, and a tie in $ must not count as
 
 
 def routed_out_of_fold(data: RoutingData, x: np.ndarray, folds: Folds, p: np.ndarray, usd: np.ndarray, model: VoteModel,
-                       table: SubsetTable, lib_k: int, lib_shrink: float, lambdas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+                       table: SubsetTable, lib_k: int, lib_shrink: float, lambdas: Sequence[float],
+                       rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(right, $) per training row and λ when each fold's rows are routed by a rule that never saw
-    them: `p` out-of-fold success predictions, `usd` predicted $ per row and proposer."""
+    them: `p` out-of-fold success predictions, `usd` predicted $ per row and proposer. Only `rows`
+    (default: all) are routed; the others stay False and 0."""
     n = len(data.ids)
     right = np.zeros((n, len(lambdas)), bool)
     spend = np.zeros((n, len(lambdas)))
+    routed = np.ones(n, bool) if rows is None else np.isin(np.arange(n), rows)
     column = {tuple(s): c for c, s in enumerate(table.members)}
     cost = np.nan_to_num(data.cost)
     for train, val in folds:
@@ -46,7 +49,7 @@ def routed_out_of_fold(data: RoutingData, x: np.ndarray, folds: Folds, p: np.nda
         rule = SubsetRule(model, Library(
             x[train].astype(np.float32), np.array([s + [-1] * (width - len(s)) for s in subsets], np.int16), outcome,
             outcome.mean(axis=0), data.answers[train], data.success[train].astype(np.float32), lib_k, lib_shrink))
-        for i in val:
+        for i in val[routed[val]]:
             for l, lam in enumerate(lambdas):
                 chosen = rule.choose(p[i], usd[i], lam=float(lam), x=x[i])
                 right[i, l] = vote_static(data.answers[i:i + 1], data.success[i:i + 1], chosen)[0]
@@ -67,15 +70,18 @@ def static_out_of_fold(table: SubsetTable, folds: Folds, budget: float) -> tuple
 
 
 def fit_operating_points(table: SubsetTable, folds: Folds, right: np.ndarray, spend: np.ndarray,
-                         lambdas: Sequence[float], z: float) -> list[OperatingPoint]:
+                         lambdas: Sequence[float], z: float, rows: np.ndarray | None = None) -> list[OperatingPoint]:
     """Per λ: routing's out-of-fold `right` and `spend` (rows × λ) against the static policy at its
-    price; the static subset offered is the best on the whole training split at that price."""
-    n = table.outcome.shape[0]
+    price, both on `rows` (default: all); the static subset offered is the best on the whole
+    training split at that price."""
+    rows = np.arange(table.outcome.shape[0]) if rows is None else np.asarray(rows)
+    right, spend = right[rows], spend[rows]
+    n = len(rows)
     cost, accuracy = table.cost(), table.accuracy()
     points = []
     for l, lam in enumerate(lambdas):
         budget = float(spend[:, l].mean()) * SAME_PRICE
-        s_right, s_spend = static_out_of_fold(table, folds, budget)
+        s_right, s_spend = (a[rows] for a in static_out_of_fold(table, folds, budget))
         diff = right[:, l].astype(float) - s_right
         gain = float(diff.mean())
         stderr = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")

@@ -2,7 +2,8 @@
 
 Each sub-pool draws `size` proposers at random (seeded), splits the queries with its own seed, trains a
 router on the training part and replays the router, the cascade and the best static subsets on the
-held-out part. What a sub-pool reports is read from its `RouterEval`, which is written beside it.
+held-out part (without the diagnostic sweeps: routing alone, the rule fed true outcomes). What a
+sub-pool reports is read from its `RouterEval`, which is written beside it.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def evaluate_subpools(loaded: Embedded, embedder_spec: dict[str, Any], *, pools:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
-            result = evaluate_router(router, pool, loaded.x, train_rows, test_rows, seed=pool_seed)
+            result = evaluate_router(router, pool, loaded.x, train_rows, test_rows, seed=pool_seed, diagnostics=False)
         if out is not None:
             folder = Path(out) / f"pool{i:02d}"
             router.save(folder)

@@ -29,7 +29,8 @@ class TrainConfig:
     """How a router is trained. `lam`, `k` and `max_usd` are the defaults its selector starts with.
     Vote routers: `lambdas` are the λ at which routing is compared with static subsets, kept only
     where its cross-validated gain exceeds `route_z` standard errors; `cascade_stages` (0: none) the
-    most stages a learned cascade may have."""
+    most stages a learned cascade may have. The routing-or-static comparison routes at most
+    `route_rows` training queries (drawn with `seed`) at each λ."""
 
     aggregator: str = "vote"
     kinds: Sequence[str] = KINDS
@@ -42,6 +43,7 @@ class TrainConfig:
     diversity_weight: float = 0.1
     lambdas: Sequence[float] = CHOICE_LAMBDAS
     route_z: float = 1.0
+    route_rows: int = 400
     cascade_stages: int = MAX_STAGES
 
     def __post_init__(self) -> None:
@@ -129,13 +131,15 @@ def _static_or_routed(data: RoutingData, x: np.ndarray, folds: Folds, oof: np.nd
     model = VoteModel(float(meta["vote_mix"]), arrays.get("class_weight"), arrays.get("class_shift"))
     lengths = np.array([len(q) for q in data.queries], float)
     usd = np.maximum(arrays["cost"][:, 0] + np.outer(lengths, arrays["cost"][:, 1]), 0.0)
+    n = len(data.ids)
+    rows = np.sort(np.random.default_rng(config.seed).permutation(n)[:config.route_rows]) if n > config.route_rows else None
     right, spend = routed_out_of_fold(data, x, folds, oof, usd, model, table, int(meta["lib_k"]), float(meta["lib_shrink"]),
-                                      config.lambdas)
-    points = fit_operating_points(table, folds, right, spend, config.lambdas, config.route_z)
+                                      config.lambdas, rows)
+    points = fit_operating_points(table, folds, right, spend, config.lambdas, config.route_z, rows)
     cost, accuracy = table.cost(), table.accuracy()
     front = [{"subset": table.members[s], "usd": float(cost[s]), "accuracy": round(float(accuracy[s]), 6)}
              for s in table.front()]
-    return {"operating": {"z": config.route_z, "same_price": SAME_PRICE, "seconds": round(time.perf_counter() - start, 2),
+    return {"operating": {"z": config.route_z, "rows": n if rows is None else len(rows), "same_price": SAME_PRICE, "seconds": round(time.perf_counter() - start, 2),
                           "points": [p.to_dict() for p in points], "front": front}}
 
 
