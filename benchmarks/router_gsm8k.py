@@ -13,17 +13,21 @@ sub-pool i splits with seed + i), and counts where the router and the cascade be
 
     python benchmarks/router_gsm8k.py [--data ../shared/data/gsm8k] [--seeds 0 1 2 3 4] [--out runs/router-bench]
     python benchmarks/router_gsm8k.py --subpools 20 --size 9 [--seed 0] [--prices FILE]
+
+--reuse reads finished splits or sub-pools back from --out (their stored eval.json) instead of redoing
+them; with --only I J ... just those sub-pools are done, so slices can run side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from datetime import date
 from pathlib import Path
 
-from moa_lab.routing import embed_data, evaluate, evaluate_subpools, train
+from moa_lab.routing import RouterEval, embed_data, evaluate, evaluate_subpools, train
 
 
 def share(v: float | None) -> str:
@@ -37,8 +41,13 @@ def splits(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         start = time.perf_counter()
         folder = Path(args.out) / f"seed{seed}"
-        train(args.data, folder, seed=seed, prices=args.prices)
-        result, _ = evaluate(folder, args.data, mlflow=False)
+        stored = folder / "eval" / "eval.json"
+        if args.reuse and stored.is_file():  # numbers read back from a finished run's eval.json
+            result = RouterEval.from_dict(json.loads(stored.read_text()))
+        else:
+            if not (args.reuse and (folder / "router.json").is_file()):
+                train(args.data, folder, seed=seed, prices=args.prices)
+            result, _ = evaluate(folder, args.data, mlflow=False)
         s = result.summary
         best = s["best_single"]
         shares = [v for v in (s["router_cost_ratio_at_best_single_accuracy"], s["cascade_cost_ratio_at_best_single_accuracy"]) if v is not None]
@@ -68,7 +77,10 @@ def subpools(args: argparse.Namespace) -> None:
               f"{share(p.router_share):>14}{share(p.cascade_share):>9}{share(p.static_share):>9} | {now - clock[0]:>5.0f}", flush=True)
         clock[0] = now
 
-    report = evaluate_subpools(loaded, spec, pools=args.subpools, size=args.size, seed=args.seed, out=args.out, progress=progress)
+    report = evaluate_subpools(loaded, spec, pools=args.subpools, size=args.size, seed=args.seed, out=args.out, progress=progress,
+                               reuse=args.reuse, only=args.only)
+    if args.only is not None:
+        return
     median = report.cascade_median_share
     print(f"router area ≥ static in {report.router_wins} of {args.subpools}; cascade area ≥ static in {report.cascade_wins} of "
           f"{args.subpools}; cascade's $ at the best single's accuracy: median {share(median) if median != float('inf') else 'never'}")
@@ -84,6 +96,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=9, help="models per sub-pool")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sub-pool draws")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished splits / sub-pools back from --out instead of redoing them")
+    parser.add_argument("--only", type=int, nargs="+", help="do only these sub-pools (to run slices in parallel; then --reuse)")
     args = parser.parse_args()
     args.out = args.out or str(root / "runs" / ("router-subpools" if args.subpools else "router-bench"))
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {date.today()}; data {args.data}")

@@ -217,3 +217,17 @@ def test_on_the_shared_gsm8k_pool_the_cascade_beats_static_and_the_router_never_
     assert s["area_cascade"] > s["area_static_best"]
     assert s["area_router"] >= s["area_static_best"] - 0.002  # the static subsets wherever routing is not proven better
     assert s["cascade_cost_ratio_at_best_single_accuracy"] is not None and s["cascade_cost_ratio_at_best_single_accuracy"] < 0.25
+
+
+def test_subpools_read_back_what_they_stored(tmp_path: Path) -> None:
+    data = _pool(240, [0.85, 0.85, 0.93, 0.7, 0.6], [1e-5, 1e-5, 1e-3, 2e-5, 1e-6], seed=8)
+    x, embedder = _embed(data)
+    loaded = Embedded(data, x, embedder, 0.0)
+    config = TrainConfig(kinds=("logistic",), folds=3, lambdas=(0.0, 1000.0))
+    first = evaluate_subpools(loaded, HASH, pools=3, size=3, seed=1, config=config, out=tmp_path, only=[1])
+    assert [p.index for p in first.pools] == [1] and not (tmp_path / "pool00").exists()
+    (tmp_path / "pool01" / "eval.json").unlink()  # the artifact is reused, the evaluation redone
+    again = evaluate_subpools(loaded, HASH, pools=3, size=3, seed=1, config=config, out=tmp_path, reuse=True)
+    assert [p.index for p in again.pools] == [0, 1, 2] and again.pools[1] == first.pools[0]
+    read = evaluate_subpools(loaded, HASH, pools=3, size=3, seed=1, config=config, out=tmp_path, reuse=True)
+    assert read == again

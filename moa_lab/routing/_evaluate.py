@@ -56,6 +56,12 @@ class RouterEval:
         return {"test_queries": self.test_queries, "train_queries": self.train_queries,
                 "points": [asdict(p) for p in self.points], "area": self.area, "summary": self.summary}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouterEval:
+        """Read what `to_dict` wrote (an eval.json)."""
+        return cls(int(data["test_queries"]), int(data["train_queries"]), [Point(**p) for p in data["points"]],
+                   dict(data["area"]), dict(data.get("summary", {})))
+
 
 def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.ndarray, test: np.ndarray, *,
                     lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0,

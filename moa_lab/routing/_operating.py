@@ -19,11 +19,11 @@ from moa_lab.routing._predictors import Folds
 from moa_lab.routing._subsets import SubsetTable, front_index, library
 from moa_lab.selection import Library, OperatingPoint, SubsetRule, VoteModel, vote_static
 
-LAMBDAS = (0.0, *np.round(np.logspace(0, 5, 26), 3).tolist())
-"""λ values at which routers are swept: the quality points one dollar is worth."""
-CHOICE_LAMBDAS = LAMBDAS[::2]
-"""λ values at which training compares routing with static subsets (every other swept one: each
-costs a routing of every training query)."""
+LAMBDAS = (0.0, *np.round(np.logspace(0, 5, 51), 3).tolist())
+"""λ values at which a router's held-out curve is swept: the quality points one dollar is worth."""
+CHOICE_LAMBDAS = (0.0, *np.round(np.logspace(0.2, 5, 13), 3).tolist())
+"""λ values at which training compares routing with static subsets (each costs routing hundreds of
+training queries; a selector at another λ follows the nearest)."""
 SAME_PRICE = 1.05
 """The static policy may spend this much more than routing and still count as "at its price": a
 subset's mean $ differs a little between folds, and a tie in $ must not count as routing's win."""

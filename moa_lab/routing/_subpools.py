@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from moa_lab.core import ConfigError
 from moa_lab.routing._evaluate import RouterEval, evaluate_router
 from moa_lab.routing._train import TrainConfig, train_router
 from moa_lab.routing._workflow import Embedded
+from moa_lab.selection import Router
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,11 @@ class SubpoolReport:
 
 def evaluate_subpools(loaded: Embedded, embedder_spec: dict[str, Any], *, pools: int, size: int, seed: int = 0,
                       test_fraction: float = 0.3, config: TrainConfig | None = None, out: str | Path | None = None,
-                      progress: Any = None) -> SubpoolReport:
+                      progress: Any = None, reuse: bool = False, only: Sequence[int] | None = None) -> SubpoolReport:
     """Train and evaluate a router on each of `pools` random sub-pools of `size` proposers. With `out`,
-    each sub-pool's artifact and eval.json go to `out/poolNN/`, and the report to `out/subpools.json`."""
+    each sub-pool's artifact and eval.json go to `out/poolNN/`, and the report to `out/subpools.json`.
+    With `reuse`, a sub-pool whose eval.json is already in `out` (same proposers and split) is read
+    from it instead; with `only`, just those sub-pools are done (the draws stay the same)."""
     data = loaded.data
     m = len(data.proposers)
     if not 2 <= size <= m:
@@ -100,23 +104,47 @@ def evaluate_subpools(loaded: Embedded, embedder_spec: dict[str, Any], *, pools:
     for i in range(pools):
         columns = sorted(int(j) for j in rng.choice(m, size, replace=False))
         pool, pool_seed = data.columns(columns), seed + i
+        if only is not None and i not in only:
+            continue
+        folder = Path(out) / f"pool{i:02d}" if out is not None else None
+        router, stored = _stored(folder, columns, pool_seed, test_fraction) if reuse and folder is not None else (None, None)
+        if stored is not None:
+            results.append(Subpool.of(i, pool_seed, pool.names, stored))
+            if progress is not None:
+                progress(results[-1])
+            continue
         train_rows, test_rows = pool.split(test_fraction, pool_seed)
-        provenance = {"split": {"holdout": True, "test_fraction": test_fraction, "seed": pool_seed},
-                      "subpool": {"index": i, "columns": columns}}
-        router = train_router(pool.rows(train_rows), loaded.x[train_rows], loaded.embedder, embedder_spec,
-                              replace(base, seed=pool_seed), provenance=provenance)
+        if router is None:
+            provenance = {"split": {"holdout": True, "test_fraction": test_fraction, "seed": pool_seed},
+                          "subpool": {"index": i, "columns": columns}}
+            router = train_router(pool.rows(train_rows), loaded.x[train_rows], loaded.embedder, embedder_spec,
+                                  replace(base, seed=pool_seed), provenance=provenance)
+            if folder is not None:
+                router.save(folder)
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
             result = evaluate_router(router, pool, loaded.x, train_rows, test_rows, seed=pool_seed, diagnostics=False)
-        if out is not None:
-            folder = Path(out) / f"pool{i:02d}"
-            router.save(folder)
+        if folder is not None:
             (folder / "eval.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
         results.append(Subpool.of(i, pool_seed, pool.names, result))
         if progress is not None:
             progress(results[-1])
     report = SubpoolReport(results, size)
-    if out is not None:
+    if out is not None and only is None:
         (Path(out) / "subpools.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def _stored(folder: Path, columns: list[int], seed: int, test_fraction: float) -> tuple[Router | None, RouterEval | None]:
+    """The sub-pool's stored router and evaluation (each None when absent), if `folder` holds this
+    very draw and split."""
+    if not (folder / "router.json").is_file():
+        return None, None
+    training = json.loads((folder / "router.json").read_text(encoding="utf-8")).get("training", {})
+    if training.get("subpool", {}).get("columns") != columns or training.get("split") != {
+            "holdout": True, "test_fraction": test_fraction, "seed": seed}:
+        return None, None
+    if not (folder / "eval.json").is_file():
+        return Router.load(folder), None
+    return None, RouterEval.from_dict(json.loads((folder / "eval.json").read_text(encoding="utf-8")))
