@@ -1,50 +1,110 @@
-"""The learned router on the 18-model GSM8K pool, over several held-out splits.
+"""The learned router and its cascades on the 18-model GSM8K pool, over several held-out splits.
 
 For each seed: train on 70% of the questions (embeddings through the on-disk cache), replay the
-other 30% for the router and every baseline, and print one row: the best single model chosen on the
-training split and its held-out accuracy and $ per query; what the router costs at that accuracy
-(as a share of the best single's $) and what the cheapest static subset at that accuracy costs; the best-single-to-oracle gap it recovers within that price;
-and the curve areas of the router and of the best static subsets chosen on the training split.
+other 30% for the router, the cascade and every baseline, and print one row: the best single model
+chosen on the training split, its held-out accuracy and $ per query; for the router (routing or the
+best static subset per λ, chosen by cross-validation), the learned cascade and the best static
+subsets chosen on the training split: the curve area and the $ at which each reaches the best
+single's held-out accuracy, as a share of the best single's $. A last line counts the splits where
+the better of router and cascade meets the targets (share ≤ 15%, area ≥ static's).
+
+With --subpools N --size M it instead trains and evaluates on N random sub-pools of M models (seeded;
+sub-pool i splits with seed + i), and counts where the router and the cascade beat static.
 
     python benchmarks/router_gsm8k.py [--data ../shared/data/gsm8k] [--seeds 0 1 2 3 4] [--out runs/router-bench]
+    python benchmarks/router_gsm8k.py --subpools 20 --size 9 [--seed 0] [--prices FILE]
+
+--reuse reads finished splits or sub-pools back from --out (their stored eval.json) instead of redoing
+them; with --only I J ... just those sub-pools are done, so slices can run side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
+from datetime import date
 from pathlib import Path
 
-from moa_lab.routing import evaluate, train
+from moa_lab.routing import RouterEval, embed_data, evaluate, evaluate_subpools, train
+
+
+def share(v: float | None) -> str:
+    return f"{v:.1%}" if v is not None else "never"
+
+
+def splits(args: argparse.Namespace) -> None:
+    print(f"{'seed':>4} {'best single (train)':<27}{'acc':>6}{'$/q':>10} | {'area router':>11}{'cascade':>9}{'static':>9}"
+          f" | {'$ share router':>14}{'cascade':>9}{'static':>9} | routes at {'s':>5}")
+    met_share = met_area = 0
+    for seed in args.seeds:
+        start = time.perf_counter()
+        folder = Path(args.out) / f"seed{seed}"
+        stored = folder / "eval" / "eval.json"
+        if args.reuse and stored.is_file():  # numbers read back from a finished run's eval.json
+            result = RouterEval.from_dict(json.loads(stored.read_text()))
+        else:
+            if not (args.reuse and (folder / "router.json").is_file()):
+                train(args.data, folder, seed=seed, prices=args.prices)
+            result, _ = evaluate(folder, args.data, mlflow=False)
+        s = result.summary
+        best = s["best_single"]
+        shares = [v for v in (s["router_cost_ratio_at_best_single_accuracy"], s["cascade_cost_ratio_at_best_single_accuracy"]) if v is not None]
+        met_share += bool(shares) and min(shares) <= 0.15
+        met_area += max(s["area_router"], s["area_cascade"] or 0.0) >= s["area_static_best"]
+        routes = sum(c["routes"] for c in s["choices"])
+        print(f"{seed:>4} {best['label'][:26]:<27}{best['accuracy']:>6.3f}{best['usd']:>10.2e} | {s['area_router']:>11.4f}"
+              f"{s['area_cascade'] or float('nan'):>9.4f}{s['area_static_best']:>9.4f} | {share(s['router_cost_ratio_at_best_single_accuracy']):>14}"
+              f"{share(s['cascade_cost_ratio_at_best_single_accuracy']):>9}{share(s['static_cost_ratio_at_best_single_accuracy']):>9} | "
+              f"{routes:>2}/{len(s['choices'])} λ {time.perf_counter() - start:>5.0f}")
+    n = len(args.seeds)
+    print(f"better of router and cascade: best single's accuracy at ≤ 15% of its $ on {met_share} of {n} splits; "
+          f"curve area ≥ the best static subsets' on {met_area} of {n}")
+
+
+def subpools(args: argparse.Namespace) -> None:
+    spec = {"kind": "minilm"}
+    loaded = embed_data(args.data, spec, prices=args.prices)
+    print(f"{args.subpools} random sub-pools of {args.size} of {len(loaded.data.proposers)} models (draw seed {args.seed})")
+    print(f"{'pool':>4} {'best single (train)':<27} | {'area router':>11}{'cascade':>9}{'static':>9} | "
+          f"{'$ share router':>14}{'cascade':>9}{'static':>9} | {'s':>5}")
+    clock = [time.perf_counter()]
+
+    def progress(p) -> None:  # type: ignore[no-untyped-def]
+        now = time.perf_counter()
+        print(f"{p.index:>4} {p.best_single[:26]:<27} | {p.area_router:>11.4f}{p.area_cascade or float('nan'):>9.4f}{p.area_static:>9.4f} | "
+              f"{share(p.router_share):>14}{share(p.cascade_share):>9}{share(p.static_share):>9} | {now - clock[0]:>5.0f}", flush=True)
+        clock[0] = now
+
+    report = evaluate_subpools(loaded, spec, pools=args.subpools, size=args.size, seed=args.seed, out=args.out, progress=progress,
+                               reuse=args.reuse, only=args.only)
+    if args.only is not None:
+        return
+    median = report.cascade_median_share
+    print(f"router area ≥ static in {report.router_wins} of {args.subpools}; cascade area ≥ static in {report.cascade_wins} of "
+          f"{args.subpools}; cascade's $ at the best single's accuracy: median {share(median) if median != float('inf') else 'never'}")
 
 
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(root.parent / "shared" / "data" / "gsm8k"))
+    parser.add_argument("--prices", help="YAML of extra list prices ({model: {input, output}}, $ per million tokens)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", default=str(root / "runs" / "router-bench"))
+    parser.add_argument("--subpools", type=int, help="train and evaluate on this many random sub-pools instead")
+    parser.add_argument("--size", type=int, default=9, help="models per sub-pool")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sub-pool draws")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--reuse", action="store_true", help="read finished splits / sub-pools back from --out instead of redoing them")
+    parser.add_argument("--only", type=int, nargs="+", help="do only these sub-pools (to run slices in parallel; then --reuse)")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}; data {args.data}")
-    header = f"{'seed':>4} {'best single (train)':<28}{'acc':>6}{'$/q':>10}{'router $ at acc':>16}{'static $ at acc':>16}{'gap rec.':>9}{'area router':>12}{'area static':>12}{'s':>6}"
-    print(header)
-    wins = 0
-    for seed in args.seeds:
-        start = time.perf_counter()
-        folder = Path(args.out) / f"seed{seed}"
-        train(args.data, folder, seed=seed)
-        result, _ = evaluate(folder, args.data, mlflow=False)
-        s = result.summary
-        best = s["best_single"]
-        ratio = s["router_cost_ratio_at_best_single_accuracy"]
-        static = s["static_cost_ratio_at_best_single_accuracy"]
-        gap = s["gap_recovered"]
-        wins += s["area_router"] > s["area_static_best"]
-        print(f"{seed:>4} {best['label'][:27]:<28}{best['accuracy']:>6.3f}{best['usd']:>10.2e}"
-              f"{f'{ratio:.1%}' if ratio is not None else 'never':>16}{f'{static:.1%}' if static is not None else 'never':>16}{f'{gap:.0%}' if gap is not None else '-':>9}"
-              f"{s['area_router']:>12.4f}{s['area_static_best']:>12.4f}{time.perf_counter() - start:>6.0f}")
-    print(f"router area larger than the best static subsets' on {wins} of {len(args.seeds)} splits")
+    args.out = args.out or str(root / "runs" / ("router-subpools" if args.subpools else "router-bench"))
+    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {date.today()}; data {args.data}")
+    if args.subpools:
+        subpools(args)
+    else:
+        splits(args)
 
 
 if __name__ == "__main__":

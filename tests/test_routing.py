@@ -373,8 +373,11 @@ data = RoutingData([str(i) for i in range(600)], queries, [{"agent": "plain", "m
                    np.full((600, 4), 1e-4), np.full((600, 4), 100.0), "synthetic")
 embedder = HashEmbedder(384)
 x = embedder.encode(queries)
-a, b = (train_router(data, x, embedder, {"kind": "hash", "dim": 384}, TrainConfig(kinds=("mlp", "mf"))) for _ in range(2))
-same = a.meta["predictors"] == b.meta["predictors"] and all(np.array_equal(a.arrays[k], b.arrays[k], equal_nan=True) for k in a.arrays)
+config = TrainConfig(kinds=("mlp", "mf"), lambdas=(0.0, 1000.0))
+a, b = (train_router(data, x, embedder, {"kind": "hash", "dim": 384}, config) for _ in range(2))
+same = {k: v for k, v in a.meta["training"].items() if k != "seconds"} == {k: v for k, v in b.meta["training"].items() if k != "seconds"}
+same &= a.meta["operating"]["points"] == b.meta["operating"]["points"] and a.meta["cascade"]["plans"] == b.meta["cascade"]["plans"]
+same &= a.meta["predictors"] == b.meta["predictors"] and all(np.array_equal(a.arrays[k], b.arrays[k], equal_nan=True) for k in a.arrays)
 sys.exit(0 if same else 1)
 """
     done = subprocess.run([sys.executable, "-c", script], timeout=300, capture_output=True, text=True)

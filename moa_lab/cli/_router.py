@@ -70,15 +70,32 @@ def train_(
 
 @router_app.command("eval")
 def eval_(
-    artifact: Annotated[Path, typer.Argument(help="A router artifact folder from `router train`.")],
+    artifact: Annotated[Path, typer.Argument(help="A router artifact folder from `router train` (with --subpools: the folder to write the sub-pools' artifacts to).")],
     data: Annotated[Path, typer.Argument(help="The data it was trained from, e.g. data:gsm8k (its held-out split is replayed).")],
     out: Annotated[Optional[Path], typer.Option(help="Folder for eval.json and curve.png (default: ARTIFACT/eval).")] = None,
     k: Annotated[Optional[int], typer.Option(help="Size limit of the router's subsets.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log the evaluation to MLflow.")] = True,
+    subpools: Annotated[Optional[int], typer.Option(help="Instead: train and evaluate on this many random sub-pools of DATA's proposers.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Proposers per sub-pool (with --subpools).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sub-pool draws; sub-pool i splits and trains with seed + i (with --subpools).")] = 0,
+    embedder: Annotated[str, typer.Option(help="Embedder for sub-pool routers (with --subpools).")] = "minilm",
+    scorer: Annotated[str, typer.Option(help="Scorer for recorded answers (with --subpools).")] = "numeric",
+    extractor: Annotated[Optional[str], typer.Option(help="Answer extractor a vote compares (with --subpools; default as `router train`).")] = None,
+    endpoint: Annotated[str, typer.Option(help="Endpoint name in the proposers' model refs (with --subpools).")] = "replay",
+    prices: Annotated[Optional[Path], typer.Option(help="YAML of extra list prices (with --subpools; a trained router remembers its own).")] = None,
 ) -> None:
     """Replay the router and every baseline on the held-out split: accuracy, $ and calls per query,
-    curve areas, and the share of the best-single-to-oracle gap recovered."""
+    curve areas, the per-λ choice between routing and static subsets, the learned cascades, and the
+    share of the best-single-to-oracle gap recovered. With --subpools N --size M: train and evaluate
+    on N random sub-pools of M proposers and count where the router and the cascade beat static."""
     data = dataset_path(data)
+    if subpools is not None or size is not None:
+        if subpools is None or size is None:
+            raise typer.BadParameter("--subpools and --size go together (e.g. --subpools 20 --size 9)")
+        data_args = {"scorer": scorer, "endpoint": endpoint, "extractor": extractor or ("answer" if data.is_dir() else "normalized"),
+                     "prices": str(prices.resolve()) if prices else None}
+        _subpools(artifact, data, subpools, size, seed, embedder, data_args)
+        return
     from moa_lab.routing import evaluate
 
     start = time.perf_counter()
@@ -95,17 +112,61 @@ def eval_(
                           f"{area:.4f}" if i == 0 and area == area else "")
     console.print(table)
     s = result.summary
+    if s.get("choices"):
+        console.print(_choices(s["choices"]))
     best = s["best_single"]
-    ratio = s["router_cost_ratio_at_best_single_accuracy"]
     console.print(f"best single (chosen on train): {best['label']} {best['accuracy']:.3f} at ${best['usd']:.2e}/query; "
                   f"oracle {s['oracle']['accuracy']:.3f}")
-    console.print("router reaches it at " + (f"${s['router_matches_best_single_at_usd']:.2e}/query = {ratio:.1%} of its cost"
-                                             if ratio is not None else "no λ swept (never as accurate)"))
+    for method, key in (("router", "router"), ("cascade", "cascade"), ("best static subset", "static")):
+        ratio = s.get(f"{key}_cost_ratio_at_best_single_accuracy")
+        if key == "cascade" and s.get("area_cascade") is None:
+            continue
+        console.print(f"{method} reaches it at " + (f"{ratio:.1%} of its $" if ratio is not None else "no point (never as accurate)"))
     gap, within = s["gap_recovered"], s["router_best_accuracy_within_best_single_cost"]
     console.print("best router accuracy within the best single's cost: " + (f"{within:.3f}" if within is not None else "none")
                   + "; best-single-to-oracle gap recovered: " + (f"{gap:.1%}" if gap is not None else "n/a (no gap)"))
-    console.print(f"curve area: router {s['area_router']:.4f} vs best static subset (chosen on train) {s['area_static_best']:.4f}")
+    cascade = f", cascade {s['area_cascade']:.4f}" if s.get("area_cascade") is not None else ""
+    console.print(f"curve area: router {s['area_router']:.4f}{cascade} vs best static subset (chosen on train) {s['area_static_best']:.4f}")
     console.print(f"written: {folder / 'eval.json'}, {folder / 'curve.png'}   ({time.perf_counter() - start:.1f} s)")
+
+
+def _choices(choices: list[dict]) -> Table:  # type: ignore[type-arg]
+    """Per trained λ: routing or the static subset, and routing's cross-validated gain."""
+    table = Table("λ", "chose", "static alternative", "CV gain of routing", title="per λ: routing or the best static subset (cross-validated on train)")
+    for c in choices:
+        table.add_row(f"{c['lam']:g}", "route" if c["routes"] else "static", c["static"][:60],
+                      f"{c['gain'] * 100:+.2f} ± {c['stderr'] * 100:.2f} pts")
+    return table
+
+
+def _subpools(folder: Path, data: Path, pools: int, size: int, seed: int, embedder: str, data_args: dict) -> None:  # type: ignore[type-arg]
+    from moa_lab.routing import embed_data, evaluate_subpools
+
+    start = time.perf_counter()
+    spec = {"kind": embedder}
+    with console.status("embedding queries"):
+        loaded = embed_data(data, spec, **data_args)
+    table = Table("pool", "best single (train)", "area router", "area cascade", "area static", "router $", "cascade $", "static $",
+                  title=f"{pools} random sub-pools of {size} of {len(loaded.data.proposers)} proposers "
+                        "($: share of the best single's $ at its held-out accuracy)")
+
+    def share(v: float | None) -> str:
+        return f"{v:.1%}" if v is not None else "never"
+
+    def progress(p) -> None:  # type: ignore[no-untyped-def]
+        console.print(f"pool {p.index}: router {p.area_router:.4f} cascade {p.area_cascade or float('nan'):.4f} "
+                      f"static {p.area_static:.4f}; cascade $ {share(p.cascade_share)}")
+
+    report = evaluate_subpools(loaded, spec, pools=pools, size=size, seed=seed, out=folder, progress=progress)
+    for p in report.pools:
+        table.add_row(str(p.index), p.best_single[:28], f"{p.area_router:.4f}",
+                      f"{p.area_cascade:.4f}" if p.area_cascade is not None else "-", f"{p.area_static:.4f}",
+                      share(p.router_share), share(p.cascade_share), share(p.static_share))
+    console.print(table)
+    median = report.cascade_median_share
+    console.print(f"router area ≥ static in {report.router_wins} of {pools}; cascade area ≥ static in {report.cascade_wins} of {pools}; "
+                  f"cascade's $ at the best single's accuracy: median {share(median) if median != float('inf') else 'never'}")
+    console.print(f"written: {folder / 'subpools.json'}   ({time.perf_counter() - start:.1f} s)")
 
 
 def _spread(points: list) -> list:  # type: ignore[type-arg]

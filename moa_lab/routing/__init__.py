@@ -5,10 +5,15 @@
 
 Training data comes from recorded datasets (`from_recorded`) or evaluation RunLogs (`from_runlogs`);
 `train` writes an artifact folder that `selector: {kind: learned, path: ...}` loads in any topology.
+A vote router falls back to the best static subset at each λ where cross-validation finds routing
+no better, and carries learned cascades (`CascadePlan`) that stop when cheap proposers agree.
+
+    moa-lab router eval runs/subpools ../shared/data/gsm8k --subpools 20 --size 9
 """
 
 from moa_lab.routing._data import RoutingData, from_recorded, from_runlogs, load_routing_data
 from moa_lab.routing._evaluate import LAMBDAS, Point, RouterEval, evaluate_router
+from moa_lab.routing._subpools import Subpool, SubpoolReport, evaluate_subpools
 from moa_lab.routing._train import KINDS, TrainConfig, train_router
 from moa_lab.selection import vote_routed, vote_static
 from moa_lab.routing._workflow import embed_data, evaluate, plot_curves, train
@@ -19,10 +24,13 @@ __all__ = [
     "Point",
     "RouterEval",
     "RoutingData",
+    "Subpool",
+    "SubpoolReport",
     "TrainConfig",
     "embed_data",
     "evaluate",
     "evaluate_router",
+    "evaluate_subpools",
     "from_recorded",
     "from_runlogs",
     "load_routing_data",

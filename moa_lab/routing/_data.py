@@ -63,6 +63,15 @@ class RoutingData:
             self.graded, self.left_out,
         )
 
+    def columns(self, index: Sequence[int] | np.ndarray) -> RoutingData:
+        """The same queries with only the proposers at `index` (a sub-pool), in that order. Answer ids
+        stay comparable within a query, so votes replay as before."""
+        index = np.asarray(index, int)
+        return RoutingData(
+            self.ids, self.queries, [self.proposers[j] for j in index], [self.names[j] for j in index],
+            self.scores[:, index], self.answers[:, index], self.cost[:, index], self.tokens[:, index], self.source,
+        )
+
     def fingerprint(self) -> str:
         """sha256 of everything a router learns from: ids, queries, pool, scores, answers and costs."""
         h = hashlib.sha256()

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from moa_lab.core import ConfigError
+from moa_lab.routing._cascade import replay
 from moa_lab.routing._data import RoutingData
+from moa_lab.routing._operating import LAMBDAS
 from moa_lab.routing._subsets import front, measured_subsets
 from moa_lab.selection import Router, vote_routed, vote_static
 
-LAMBDAS = (0.0, *np.round(np.logspace(0, 5, 26), 3).tolist())
-"""λ values swept for the router's curve: the quality points one dollar is worth."""
 
 
 @dataclass
@@ -56,10 +56,18 @@ class RouterEval:
         return {"test_queries": self.test_queries, "train_queries": self.train_queries,
                 "points": [asdict(p) for p in self.points], "area": self.area, "summary": self.summary}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouterEval:
+        """Read what `to_dict` wrote (an eval.json)."""
+        return cls(int(data["test_queries"]), int(data["train_queries"]), [Point(**p) for p in data["points"]],
+                   dict(data["area"]), dict(data.get("summary", {})))
+
 
 def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.ndarray, test: np.ndarray, *,
-                    lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0) -> RouterEval:
-    """Replay the router and every baseline on `test` rows (the router must be trained on `train`)."""
+                    lambdas: Sequence[float] = LAMBDAS, k: int | None = None, seed: int = 0,
+                    diagnostics: bool = True) -> RouterEval:
+    """Replay the router and every baseline on `test` rows (the router must be trained on `train`).
+    `diagnostics`: also routing alone at every λ and the rule fed the true outcomes."""
     if router.aggregator != "vote":
         raise ConfigError(
             f"offline evaluation replays votes over recorded answers; a {router.aggregator!r} aggregator needs "
@@ -86,16 +94,29 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
                             float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
                             float(np.mean([len(s) for s in subsets]))))
 
-    # the router, one point per λ; then the same rule fed the true outcomes (how far better
-    # predictions could take it)
+    # the router, one point per λ (routing, or the static subset training chose at that λ); routing
+    # alone at every λ; the same rule fed the true outcomes (how far better predictions could take it)
     usd = router.cost(np.array([len(q) for q in te.queries]))
     position = np.argsort(order)  # router index -> data column
     predicted = router.success(x[test])
     true_p = np.nan_to_num(y_te, nan=0.0)[:, position]
-    for method, p, xs in (("router", predicted, x[test]), ("router-true-p", true_p, [None] * len(test))):
-        for lam in lambdas:
-            routed(method, f"λ={lam:g}",
-                   [[int(position[j]) for j in router.choose(p[i], usd[i], lam=lam, k=k, x=xs[i])] for i in range(len(test))])
+    for lam in lambdas:
+        routed("router", f"λ={lam:g}", [[int(position[j]) for j in router.choose(predicted[i], usd[i], lam=lam, k=k, x=x[test][i])]
+                                         for i in range(len(test))])
+        if not diagnostics:
+            continue
+        if router.operating:  # routing alone, where the router calls a static subset instead
+            if router.static_subset(lam, k=k) is None:
+                points.append(replace(points[-1], method="routing-only"))
+            else:
+                routed("routing-only", f"λ={lam:g}", [[int(position[j]) for j in router.rule.choose(predicted[i], usd[i], lam=lam, k=k, x=x[test][i])]
+                                                      for i in range(len(test))])
+        routed("router-true-p", f"λ={lam:g}", [[int(position[j]) for j in router.rule.choose(true_p[i], usd[i], lam=lam, k=k)]
+                                                for i in range(len(test))])
+    for plan in router.cascades:
+        right, spend, calls = replay(plan.remap(position), te)
+        points.append(Point("cascade", plan.label(router.meta["names"]), float(right.mean()), float(spend.mean()),
+                            float(calls.mean())))
     best_single = static("best-single", data.names[by_accuracy[0]], by_accuracy[:1])
     static("cheapest", data.names[int(np.argmin(mean_cost))], [int(np.argmin(mean_cost))])
     static("all", f"vote of all {m}", list(range(m)))
@@ -115,6 +136,8 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     area = {meth: _area([pt for pt in points if pt.method == meth], lo, hi) for meth in methods}
     result = RouterEval(len(test), len(train), points, area)
     result.summary = _targets(result, best_single, oracle)
+    result.summary["choices"] = [{"lam": pt.lam, "routes": pt.routes, "static": "+".join(router.meta["names"][j] for j in pt.subset),
+                                  "gain": pt.gain, "stderr": pt.stderr} for pt in router.operating]
     result.summary["held_out_auc"] = {data.names[j]: _auc(predicted[:, order[j]], y_te[:, j]) for j in range(m)}
     return result
 
@@ -151,22 +174,29 @@ def _area(points: list[Point], lo: float, hi: float, steps: int = 512) -> float:
 
 
 def _targets(result: RouterEval, best_single: Point, oracle: Point) -> dict[str, Any]:
+    def cheapest_match(method: str) -> Point | None:
+        matching = [p for p in result.curve(method) if p.accuracy >= best_single.accuracy]
+        return min(matching, key=lambda p: p.usd) if matching else None
+
+    def ratio(method: str) -> float | None:
+        match = cheapest_match(method)
+        return match.usd / best_single.usd if match else None
+
     router = result.curve("router")
-    matching = [p for p in router if p.accuracy >= best_single.accuracy]
-    cheapest_match = min(matching, key=lambda p: p.usd) if matching else None
-    static = [p for p in result.curve("static-best") if p.accuracy >= best_single.accuracy]
-    static_match = min(static, key=lambda p: p.usd) if static else None
+    router_match = cheapest_match("router")
     affordable = [p for p in router if p.usd <= best_single.usd]
     best_affordable = max(affordable, key=lambda p: p.accuracy) if affordable else None
     gap = oracle.accuracy - best_single.accuracy
     return {
         "best_single": asdict(best_single),
         "oracle": asdict(oracle),
-        "router_matches_best_single_at_usd": cheapest_match.usd if cheapest_match else None,
-        "router_cost_ratio_at_best_single_accuracy": (cheapest_match.usd / best_single.usd) if cheapest_match else None,
-        "static_cost_ratio_at_best_single_accuracy": (static_match.usd / best_single.usd) if static_match else None,
+        "router_matches_best_single_at_usd": router_match.usd if router_match else None,
+        "router_cost_ratio_at_best_single_accuracy": ratio("router"),
+        "cascade_cost_ratio_at_best_single_accuracy": ratio("cascade"),
+        "static_cost_ratio_at_best_single_accuracy": ratio("static-best"),
         "router_best_accuracy_within_best_single_cost": best_affordable.accuracy if best_affordable else None,
         "gap_recovered": ((best_affordable.accuracy - best_single.accuracy) / gap) if best_affordable and gap > 0 else None,
         "area_router": result.area.get("router"),
+        "area_cascade": result.area.get("cascade"),
         "area_static_best": result.area.get("static-best"),
     }

@@ -1,5 +1,7 @@
 """Training a router: per-proposer success models chosen by cross-validation and calibrated, a cost
-model from history, and the aggregator's subset rule fitted on out-of-fold predictions."""
+model from history, and the aggregator's subset rule fitted on out-of-fold predictions. A vote
+router also learns, per λ, whether routing beats the best static subset (cross-validated), and the
+cascades that stop when cheap proposers agree."""
 
 from __future__ import annotations
 
@@ -14,14 +16,21 @@ from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.registry import did_you_mean
 from moa_lab.routing._data import RoutingData
+from moa_lab.routing._cascade import MAX_STAGES, candidates, front_plans
+from moa_lab.routing._operating import CHOICE_LAMBDAS, SAME_PRICE, fit_operating_points, routed_out_of_fold
 from moa_lab.routing._predictors import CANDIDATES, KINDS, Candidate, Folds, log_loss, platt
+from moa_lab.routing._subsets import SubsetTable
 from moa_lab.routing._vote_rule import fit_library, fit_vote_rule
-from moa_lab.selection import AGGREGATORS, Router, sigmoid
+from moa_lab.selection import AGGREGATORS, Router, VoteModel, sigmoid
 
 
 @dataclass
 class TrainConfig:
-    """How a router is trained. `lam`, `k` and `max_usd` are the defaults its selector starts with."""
+    """How a router is trained. `lam`, `k` and `max_usd` are the defaults its selector starts with.
+    Vote routers: `lambdas` are the λ at which routing is compared with static subsets, kept only
+    where its cross-validated gain exceeds `route_z` standard errors; `cascade_stages` (0: none) the
+    most stages a learned cascade may have. The routing-or-static comparison routes at most
+    `route_rows` training queries (drawn with `seed`) at each λ."""
 
     aggregator: str = "vote"
     kinds: Sequence[str] = KINDS
@@ -32,6 +41,10 @@ class TrainConfig:
     k: int | None = None
     max_usd: float | None = None
     diversity_weight: float = 0.1
+    lambdas: Sequence[float] = CHOICE_LAMBDAS
+    route_z: float = 1.0
+    route_rows: int = 400
+    cascade_stages: int = MAX_STAGES
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -101,10 +114,46 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
         },
     }
     if config.aggregator == "vote":
-        for part in (fit_vote_rule(data, oof, config.seed), fit_library(data, x, folds)):
+        table = SubsetTable.measure(data)
+        for part in (fit_vote_rule(data, oof, config.seed), fit_library(data, x, folds, table)):
             meta |= part.meta
             arrays |= part.arrays
+        meta |= _static_or_routed(data, x, folds, oof, meta, arrays, table, config)
+        if config.cascade_stages > 0:
+            meta["cascade"] = _cascades(data, folds, table, config)
     return meta, arrays
+
+
+def _static_or_routed(data: RoutingData, x: np.ndarray, folds: Folds, oof: np.ndarray, meta: dict[str, Any],
+                      arrays: dict[str, np.ndarray], table: SubsetTable, config: TrainConfig) -> dict[str, Any]:
+    """The `operating` entry: per λ, routing or the best static subset (see `fit_operating_points`)."""
+    start = time.perf_counter()
+    model = VoteModel(float(meta["vote_mix"]), arrays.get("class_weight"), arrays.get("class_shift"))
+    lengths = np.array([len(q) for q in data.queries], float)
+    usd = np.maximum(arrays["cost"][:, 0] + np.outer(lengths, arrays["cost"][:, 1]), 0.0)
+    n = len(data.ids)
+    rows = np.sort(np.random.default_rng(config.seed).permutation(n)[:config.route_rows]) if n > config.route_rows else None
+    right, spend = routed_out_of_fold(data, x, folds, oof, usd, model, table, int(meta["lib_k"]), float(meta["lib_shrink"]),
+                                      config.lambdas, rows)
+    points = fit_operating_points(table, folds, right, spend, config.lambdas, config.route_z, rows)
+    cost, accuracy = table.cost(), table.accuracy()
+    front = [{"subset": table.members[s], "usd": float(cost[s]), "accuracy": round(float(accuracy[s]), 6)}
+             for s in table.front()]
+    return {"operating": {"z": config.route_z, "rows": n if rows is None else len(rows), "same_price": SAME_PRICE, "seconds": round(time.perf_counter() - start, 2),
+                          "points": [p.to_dict() for p in points], "front": front}}
+
+
+def _cascades(data: RoutingData, folds: Folds, table: SubsetTable, config: TrainConfig) -> dict[str, Any]:
+    """The `cascade` entry: the plans no cheaper plan matches on the training split, and per λ the
+    plan with the best training accuracy − λ × $."""
+    start = time.perf_counter()
+    found = candidates(data, table, folds, max_stages=config.cascade_stages)
+    plans = front_plans(found, table)
+    usd = np.array([p.usd for p in plans])
+    accuracy = np.array([p.accuracy for p in plans])
+    by_lambda = [{"lam": float(lam), "plan": int(np.argmax(accuracy - lam * usd))} for lam in config.lambdas]
+    return {"measure": "vote-margin", "candidates": len(found.accuracy), "seconds": round(time.perf_counter() - start, 2),
+            "plans": [p.to_dict() for p in plans], "by_lambda": by_lambda}
 
 
 def _choose(candidates: dict[str, Candidate], y: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray, list[dict[str, float]]]:

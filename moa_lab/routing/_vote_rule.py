@@ -11,7 +11,7 @@ import numpy as np
 
 from moa_lab.routing._data import RoutingData
 from moa_lab.routing._predictors import Folds
-from moa_lab.routing._subsets import library, measured_subsets
+from moa_lab.routing._subsets import SubsetTable, library
 from moa_lab.selection import VoteModel, nearest, vote_static
 
 CLASSES = (1, 2, 3, 4)
@@ -58,11 +58,13 @@ def fit_vote_rule(data: RoutingData, oof: np.ndarray, seed: int, samples: int = 
     return Fitted({"vote_mix": round(mix, 2), "vote_classes": classes, "vote_brier": round(brier, 5)}, arrays)
 
 
-def fit_library(data: RoutingData, x: np.ndarray, folds: Folds) -> Fitted:
-    """Measure a library of subsets on the training rows and choose, by cross-validated Brier score,
-    how many nearest queries judge a subset and how hard that judgment shrinks to its overall accuracy."""
-    subsets = library(measured_subsets(data))
-    outcome = np.stack([vote_static(data.answers, data.success, s) for s in subsets], axis=1).astype(np.float32)
+def fit_library(data: RoutingData, x: np.ndarray, folds: Folds, table: SubsetTable) -> Fitted:
+    """Take a library of subsets from those `table` measured on the training rows and choose, by
+    cross-validated Brier score, how many nearest queries judge a subset and how hard that judgment
+    shrinks to its overall accuracy."""
+    subsets = library(table.measured())
+    column = {tuple(s): c for c, s in enumerate(table.members)}
+    outcome = table.outcome[:, [column[tuple(s)] for s in subsets]].astype(np.float32)
     errors = {(k, a): 0.0 for k in LIBRARY_KS for a in LIBRARY_SHRINK}
     for train, val in folds:
         sims = x[val] @ x[train].T

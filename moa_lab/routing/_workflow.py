@@ -86,10 +86,13 @@ def evaluate(artifact: str | Path, source: str | Path, *, out: str | Path | None
             f"{artifact}: trained on other data than {source} gives under its split (training-data hash differs); "
             "held-out queries could overlap its training queries, so it is not evaluated"
         )
+    from threadpoolctl import threadpool_limits
+
     if router.aggregator == "single":
         result = evaluate_single(router, data, loaded.x, train_rows, test_rows)
     else:
-        result = evaluate_router(router, data, loaded.x, train_rows, test_rows, k=k, seed=int(split["seed"]))
+        with threadpool_limits(1):  # small matrices: BLAS threads cost more than they save
+            result = evaluate_router(router, data, loaded.x, train_rows, test_rows, k=k, seed=int(split["seed"]))
     folder = Path(out) if out else Path(artifact) / "eval"
     folder.mkdir(parents=True, exist_ok=True)
     result.summary["router_training_seconds"] = training.get("seconds")
@@ -104,8 +107,8 @@ def plot_curves(result: RouterEval, path: Path, *, title: str = "") -> Path:
     """Accuracy against $ per query (log scale): curves for methods with a knob, markers for the rest."""
     from matplotlib.figure import Figure  # a figure object, not pyplot: no global backend or figure state
 
-    styles = {"router": ("C3", "o-"), "router-true-p": ("C3", ":"), "static-best": ("C0", "s-"), "top-k": ("C2", "^-"),
-              "random-k": ("C7", "v--")}
+    styles = {"router": ("C3", "o-"), "routing-only": ("C1", "x:"), "cascade": ("C4", "D-"), "router-true-p": ("C3", ":"),
+              "static-best": ("C0", "s-"), "top-k": ("C2", "^-"), "random-k": ("C7", "v--")}
     fig = Figure(figsize=(8, 5.2))
     ax = fig.subplots()
     for method in result.methods:

@@ -8,7 +8,10 @@ from moa_lab.selection._selector import AllProposers, FirstK, PoolSelector, Rand
 
 _LAZY = {
     "AGGREGATORS": "moa_lab.selection._artifact",
+    "CascadePlan": "moa_lab.selection._cascade",
     "LearnedSelector": "moa_lab.selection._learned",
+    "Library": "moa_lab.selection._rules",
+    "OperatingPoint": "moa_lab.selection._operating",
     "Router": "moa_lab.selection._artifact",
     "SubsetRule": "moa_lab.selection._rules",
     "VoteModel": "moa_lab.selection._rules",
@@ -18,6 +21,7 @@ _LAZY = {
     "proposer_key": "moa_lab.selection._artifact",
     "sigmoid": "moa_lab.selection._kernels",
     "vote_quality": "moa_lab.selection._kernels",
+    "vote_margin": "moa_lab.selection._cascade",
     "vote_routed": "moa_lab.selection._vote",
     "vote_static": "moa_lab.selection._vote",
 }
@@ -34,8 +38,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AGGREGATORS",
     "AllProposers",
+    "CascadePlan",
     "FirstK",
     "LearnedSelector",
+    "Library",
+    "OperatingPoint",
     "PoolSelector",
     "RandomK",
     "Router",
@@ -49,6 +56,7 @@ __all__ = [
     "proposer_key",
     "selector",
     "sigmoid",
+    "vote_margin",
     "vote_quality",
     "vote_routed",
     "vote_static",

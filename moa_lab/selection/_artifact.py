@@ -1,6 +1,8 @@
 """The router artifact: a folder `moa_lab.routing` writes once and inference only reads.
 
-    router.json   format, version, embedder, proposers, aggregator, predictors, training metadata
+    router.json   format, version, embedder, proposers, aggregator, predictors, training metadata;
+                  for vote routers `operating` (per λ: route, or one static subset) and `cascade`
+                  (learned `CascadePlan`s and the plan chosen per λ)
     arrays.npz    the numbers: kNN memory, linear / MLP / factor weights, calibration, cost model,
                   the vote model and the library of measured subsets
 
@@ -23,12 +25,16 @@ import numpy as np
 
 from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
+from moa_lab.selection._cascade import CascadePlan
 from moa_lab.selection._kernels import knn_success, mlp_logits, sigmoid
+from moa_lab.selection._operating import OperatingPoint, StaticOption, nearest_point, routed_usd, static_at
 from moa_lab.selection._rules import Library, SingleModel, SubsetRule, SynthesisModel, VoteModel
 from moa_lab.topology import AgentSpec
 
 FORMAT = "moa-lab-router"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+"""Artifact versions this moa-lab reads: version 1 (before `operating` and `cascade`) routes at every λ."""
 AGGREGATORS = ("vote", "synthesize", "single")
 """What a router's subsets feed: a vote, a synthesizing aggregator, or nothing (`single`: one
 proposer per query, whose answer is the answer)."""
@@ -97,8 +103,9 @@ class Router:
             raise ConfigError(f"{path}: not a moa-lab router (not a JSON object); {_AGAIN}")
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a moa-lab router (format {meta.get('format')!r})")
-        if meta.get("version") != VERSION:
-            raise ConfigError(f"{path}: router format version {meta.get('version')}, this moa-lab reads version {VERSION}")
+        if meta.get("version") not in READS:
+            raise ConfigError(f"{path}: router format version {meta.get('version')}, this moa-lab reads versions "
+                              f"{', '.join(map(str, READS))}; retrain it or upgrade moa-lab")
         if not (folder / "arrays.npz").is_file():
             raise ConfigError(f"{folder}: router.json without arrays.npz; copy the whole artifact folder")
         try:
@@ -181,6 +188,45 @@ class Router:
         c = self.arrays["cost"]
         return np.maximum(c[:, 0] + np.outer(np.asarray(lengths, np.float64), c[:, 1]), 0.0)
 
+    # -- what it does at a λ ---------------------------------------------------------------------------
+
+    @cached_property
+    def operating(self) -> list[OperatingPoint]:
+        """Per trained λ, routing or one static subset (empty for routers that always route)."""
+        return [OperatingPoint.from_dict(p) for p in self.meta.get("operating", {}).get("points", [])]
+
+    @cached_property
+    def cascades(self) -> list[CascadePlan]:
+        """The learned cascades, cheapest first (empty when none were learned)."""
+        return [CascadePlan.from_dict(p) for p in self.meta.get("cascade", {}).get("plans", [])]
+
+    @cached_property
+    def static_front(self) -> list[StaticOption]:
+        """The training split's cost-accuracy front of static subsets, cheapest first."""
+        return [StaticOption.from_dict(o) for o in self.meta.get("operating", {}).get("front", [])]
+
+    def static_subset(self, lam: float, *, k: int | None = None) -> list[int] | None:
+        """The static subset the router calls for every query at `lam`, or None where it routes per
+        query (or the subset exceeds `k`). Routing or not is the choice trained at the nearest λ; the
+        subset is the front's best at routing's price at `lam` (interpolated between trained λ)."""
+        point = nearest_point(self.operating, lam)
+        if point is None or point.routes:
+            return None
+        subset = point.subset
+        if self.static_front:
+            slack = float(self.meta["operating"].get("same_price", 1.0))
+            subset = static_at(self.static_front, routed_usd(self.operating, lam), slack).subset
+        if k is not None and len(subset) > k:
+            return None
+        return list(subset)
+
+    def cascade(self, lam: float) -> CascadePlan | None:
+        """The cascade with the best training accuracy − lam × $, or None when none was learned."""
+        plans = self.cascades
+        if not plans:
+            return None
+        return max(plans, key=lambda p: (p.accuracy or 0.0) - lam * (p.usd or 0.0))
+
     # -- the subset rule -------------------------------------------------------------------------------
 
     @cached_property
@@ -200,11 +246,15 @@ class Router:
 
     def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None,
                x: np.ndarray | None = None) -> list[int]:
-        """The subset (indices in the router's proposer order) maximising predicted final quality
-        − lam × predicted $, with at most k proposers (one for a `single` router) and max_usd per
-        query (see `SubsetRule`)."""
+        """The subset (indices in the router's proposer order) for one query: the static subset
+        where training found routing no better at this λ (`static_subset`; unless it breaks
+        `max_usd`), else the one maximising predicted final quality − lam × predicted $, with at most
+        k proposers (one for a `single` router) and max_usd per query (see `SubsetRule`)."""
         if self.aggregator == "single":
             k = 1
+        static = self.static_subset(lam, k=k)
+        if static is not None and (max_usd is None or float(usd[static].sum()) <= max_usd):
+            return static
         return self.rule.choose(p, usd, lam=lam, k=k, max_usd=max_usd, x=x)
 
 

@@ -40,6 +40,9 @@ class LearnedSelector:
         if self._order is None or tuple(proposer_key(c) for c in candidates) != self._keys:
             self.bind(candidates)
         assert self._order is not None
+        static = self.router.static_subset(self.lam, k=self.k) if self.max_usd is None else None
+        if static is not None:  # training found routing no better than this subset at this λ: no embedding needed
+            return [int(self._position[j]) for j in static]
         x = self.embedder.encode([query])
         p = self.router.success(x)[0]
         usd = self.router.cost(np.array([len(query)]))[0]
