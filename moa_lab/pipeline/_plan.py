@@ -5,6 +5,10 @@ is bounded the way `Model` bounds it (prompt_token_bound of what is sent plus ma
 replay client's known answer length; $0 for a cached call) and answered with empty text. A later
 layer sees those empty answers, so its prompt is bounded by its template plus the previous layer's
 worst-case outputs. The query is admitted on the sum (see `models.Admission`).
+
+A cascaded layer is planned whole, every stage of it, and so is every layer after a cascade's exit:
+the worst case is a query whose answers never agree. The calls it does not make were reserved and
+are released when the query's admission closes.
 """
 
 from __future__ import annotations
