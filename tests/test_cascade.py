@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moa_lab import Budget, ModelSet, Pipeline, Sample, load_topology, preset
+from moa_lab import Budget, ModelSet, Pipeline, Sample, load_topology
 from moa_lab.core import ConfigError, EndpointError, Request
 from moa_lab.models import EndpointConfig, Price, PriceTable
 from moa_lab.testing import OpenAITestServer, ScriptedClient
@@ -200,3 +200,31 @@ def test_cascade_beside_a_preset_stages_every_proposer_layer_and_survives_task_b
     assert bound.layers[0].cascade == CascadeSpec(stages=(2,)) and "examples" in bound.layers[0].proposers[0].args
     with pytest.raises(ConfigError, match=r"topology.cascade: stages"):
         load_topology({"preset": "self-moa", "cascade": {"stages": "two"}})
+
+
+@pytest.mark.slow
+def test_on_the_embedded_model_a_unanimous_majority_stage_saves_calls_and_changes_no_answer(cache_dir: Path) -> None:
+    """Five prompt variants of the embedded model on 12 addition items: the full vote, then the
+    cascade that stops when the first three agree, over the same call cache (so both see the same
+    proposer answers). Three equal answers of five win the vote anyway, so every answer is the
+    full vote's, with fewer calls wherever the three agree; each call carries its stage."""
+    from moa_lab.benchmarks import builtin_task
+    from moa_lab.models import SqliteCache
+
+    samples = list(builtin_task("addition", items=12).items)
+    full = load_topology({"preset": "prompt-ensemble", "k": 5, "aggregator": "vote", "temperature": 0.0, "max_tokens": 8,
+                          "task": "addition"})
+    cascaded = load_topology({"preset": "prompt-ensemble", "k": 5, "aggregator": "vote", "temperature": 0.0, "max_tokens": 8,
+                              "task": "addition", "cascade": {"stages": [3], "threshold": 1.0}})
+
+    async def both() -> tuple[list[QueryRecord], list[QueryRecord]]:
+        async with ModelSet(cache=SqliteCache(cache_dir / "calls.sqlite"), cache_dir=cache_dir, local_slots=5) as models:
+            return await Pipeline(full, models).run(samples), await Pipeline(cascaded, models).run(samples)
+
+    plain, staged = asyncio.run(both())
+    assert all(r.error is None for r in plain + staged)
+    assert [r.answer.text for r in staged] == [r.answer.text for r in plain]  # type: ignore[union-attr]
+    stopped = [r for r in staged if r.stages[0].agreed]
+    assert stopped, "the first three variants never agreed on a single-digit sum"
+    assert sum(len(r.calls) for r in staged) == 5 * len(samples) - 2 * len(stopped)
+    assert all({c.stage for c in r.calls} == ({1} if r.stages[0].agreed else {1, 2}) for r in staged)
