@@ -135,3 +135,21 @@ def test_space_searches_a_cascade_on_layer_one() -> None:
         CascadeKnobs(first=(1, 3))
     with pytest.raises(ValueError, match="threshold"):
         CascadeKnobs(threshold=(0.5, 1.5))
+
+
+def test_a_study_searches_the_cascade_threshold_and_its_trials_call_in_stages(tmp_path: Path) -> None:
+    client = ScriptedClient(responder=lambda r: "yes" if r.model in ("a", "b") else "no")
+    path = tmp_path / "exp.yaml"
+    _experiment(tmp_path, budget=None, trials=3)
+    body = yaml.safe_load(path.read_text())
+    body["search"]["space"] |= {"proposers": [4, 4], "cascade": {"threshold": [0.6, 1.0], "first": [2, 2], "optional": False}}
+    path.write_text(yaml.safe_dump(body))
+    exp = Experiment.load(path)
+    study = asyncio.run(run_study(exp, _models(exp, client)))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and all(0.6 <= t.params["cascade.threshold"] <= 1.0 for t in complete)
+    for trial in complete:
+        records = trial_records(study_dir(exp), trial.number)
+        # a and b agree: the first stage stops every query, c and d are never called
+        assert records and all([(s.stage, s.proposals, s.agreed) for s in r.stages] == [(1, 2, True)] for r in records)
+        assert all(sorted(c.model for c in r.calls) == ["fake/a", "fake/b"] for r in records)
