@@ -326,3 +326,33 @@ def test_a_tracker_leaves_no_global_setting_behind(tmp_path: Path, monkeypatch: 
 
     traces = MlflowClient(tracker.tracking_uri).search_traces(locations=[tracker.experiment_id])
     assert len(traces) == 1  # the trace still reached the tracker's own store
+
+
+def test_a_cascaded_layer_is_traced_stage_by_stage(tmp_path: Path) -> None:
+    """Each stage is a span holding the calls it made, with the agreement measured after it."""
+    from mlflow import MlflowClient
+
+    from moa_lab.core import Stage
+
+    calls = [CallRecord(agent=a, model="local/gemma-3-270m", messages=(Message("user", "q"),), output=out, usage=Usage(5, 1),
+                        cost=Cost(), latency_s=0.1, cached=False, layer=1, stage=stage, started=T0 + stage)
+             for a, out, stage in [(AGENTS[0], "x", 1), (AGENTS[1], "y", 1), (AGENTS[2], "x", 2)]]
+    record = QueryRecord(sample=Sample("q", "x", "c0"), answer=Answer("x", "vote"), calls=calls, started=T0, latency_s=3.0,
+                         layers=[[Proposal(a, c.output) for a, c in zip(AGENTS, calls)]],
+                         stages=[Stage(1, 1, 2, 0.5, False), Stage(1, 2, 3, 2 / 3, True)])
+    tracker = MlflowTracker(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="cascade")
+    run_id = tracker.start_run("cascade", params={})
+    tracker.log_query(record)
+    tracker.end_run()
+    [trace] = MlflowClient(tracker.tracking_uri).search_traces(locations=[tracker.experiment_id], run_id=run_id)
+    spans = trace.data.spans
+    root = next(s for s in spans if s.parent_id is None)
+    stages = sorted((s for s in spans if s.parent_id == root.span_id), key=lambda s: s.name)
+    assert [s.name for s in stages] == ["layer 1 stage 1", "layer 1 stage 2"]
+    assert [(s.attributes["proposals"], s.attributes["agreed"]) for s in stages] == [(2, False), (3, True)]
+    assert stages[1].attributes["agreement"] == pytest.approx(2 / 3)
+    assert stages[0].start_time_ns == int((T0 + 1) * 1e9) and stages[0].end_time_ns == int((T0 + 1.1) * 1e9)
+    for stage, agents in zip(stages, [AGENTS[:2], AGENTS[2:]]):
+        children = [s for s in spans if s.parent_id == stage.span_id]
+        assert sorted(s.name for s in children) == agents
+        assert {s.attributes["stage"] for s in children} == {stage.attributes["stage"]}

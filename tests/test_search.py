@@ -110,3 +110,46 @@ def test_staged_fidelity_runs_the_full_set_only_for_promising_trials(tmp_path: P
         records = read_runlog(tmp_path / "out" / "s" / "study" / f"trial-{t.number}.jsonl").records
         assert len(records) == (10 if t.user_attrs["fidelity"] == "full" else 3)
         assert len({r.id for r in records}) == len(records)  # the first stage is not redone
+
+
+def test_space_searches_a_cascade_on_layer_one() -> None:
+    from moa_lab.cli._search import describe
+    from moa_lab.search._space import CascadeKnobs
+    from moa_lab.topology import CascadeSpec
+
+    space = SearchSpace(pool=tuple(POOL), layers=(1, 2), proposers=(4, 4), aggregators=("vote", "rank"),
+                        aggregator_models=("fake/judge",), extractor="numeric",
+                        cascade=CascadeKnobs(threshold=(0.5, 1.0), first=(2, 3), exits=(False, True)))
+    one_layer = {"layers": 1, "aggregator": "vote"}
+    spec = suggest(optuna.trial.FixedTrial({**one_layer, "cascade": True, "cascade.first": 2, "cascade.threshold": 0.75}), space)
+    assert spec.layers[0].cascade == CascadeSpec(stages=(2,), threshold=0.75, extractor="numeric")
+    assert "all 4 cascade 2,4≥0.75] -> vote" in describe(spec, space.pool)
+    # a vote over one layer has nothing an exit could skip: the exit is not asked (FixedTrial would fail)
+    off = suggest(optuna.trial.FixedTrial({**one_layer, "cascade": False}), space)
+    assert off.layers[0].cascade is None
+    ranked = suggest(optuna.trial.FixedTrial({"layers": 2, "aggregator": "rank", "aggregator.model": "fake/judge", "cascade": True,
+                                              "cascade.first": 3, "cascade.threshold": 0.9, "cascade.exit": True}), space)
+    assert ranked.layers[0].cascade == CascadeSpec(stages=(3,), threshold=0.9, extractor="numeric", exit=True)
+    assert ranked.layers[1].cascade is None
+    with pytest.raises(ValueError, match="agreement needs two answers"):
+        CascadeKnobs(first=(1, 3))
+    with pytest.raises(ValueError, match="threshold"):
+        CascadeKnobs(threshold=(0.5, 1.5))
+
+
+def test_a_study_searches_the_cascade_threshold_and_its_trials_call_in_stages(tmp_path: Path) -> None:
+    client = ScriptedClient(responder=lambda r: "yes" if r.model in ("a", "b") else "no")
+    path = tmp_path / "exp.yaml"
+    _experiment(tmp_path, budget=None, trials=3)
+    body = yaml.safe_load(path.read_text())
+    body["search"]["space"] |= {"proposers": [4, 4], "cascade": {"threshold": [0.6, 1.0], "first": [2, 2], "optional": False}}
+    path.write_text(yaml.safe_dump(body))
+    exp = Experiment.load(path)
+    study = asyncio.run(run_study(exp, _models(exp, client)))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and all(0.6 <= t.params["cascade.threshold"] <= 1.0 for t in complete)
+    for trial in complete:
+        records = trial_records(study_dir(exp), trial.number)
+        # a and b agree: the first stage stops every query, c and d are never called
+        assert records and all([(s.stage, s.proposals, s.agreed) for s in r.stages] == [(1, 2, True)] for r in records)
+        assert all(sorted(c.model for c in r.calls) == ["fake/a", "fake/b"] for r in records)

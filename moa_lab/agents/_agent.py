@@ -30,6 +30,8 @@ class AgentContext:
     """The query's admission every call draws from (None: the ModelSet's budget, if any)."""
     probe: Callable[[AgentContext, str, Request], CallRecord] | None = None
     """Set while a query's worst case is planned: calls go to it instead of a model."""
+    stage: int = 0
+    """The stage of a cascaded layer this agent runs in (0: the layer has no cascade)."""
 
     async def call(
         self, model: str, messages: tuple[Message, ...], sampling: Sampling, *, prompt: str | None = None
@@ -40,7 +42,7 @@ class AgentContext:
         else:
             record = await self.models.get(model).call(
                 messages, sampling, prompt=prompt, sample_index=self.sample_index, agent=self.agent, layer=self.layer,
-                budget=self.budget,
+                budget=self.budget, stage=self.stage,
             )
         self.calls.append(record)
         return record

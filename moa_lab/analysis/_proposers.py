@@ -48,7 +48,7 @@ def pools(runs: Sequence[RunLog], extract: Callable[[str], str]) -> list[Pool]:
         out.append(_pool("one-model runs", "multi-proposer", [r.header.label for r in singles], texts, scores, extract))
     for run in runs:
         records = [q for q in run.records if q.proposal_scores is not None and len(q.layers[0]) > 1]
-        if not records:
+        if not records or spec_of(run).layers[0].cascade is not None:  # a cascade's layer 1 is no fixed pool
             continue
         agents = spec_of(run).layers[0].proposers
         kind = "single-proposer" if all(a == agents[0] for a in agents) else "multi-proposer"

@@ -73,7 +73,10 @@ def presets_markdown() -> str:
     """docs/presets.md: every registered preset, agent, extractor and selector with its arguments."""
     lines = ["# Presets and agents", "",
              "Generated from the code by `python scripts/make_docs.py` (a test checks it is current); "
-             "`moa-lab topologies --show NAME` prints the same for one preset with its spec.", ""]
+             "`moa-lab topologies --show NAME` prints the same for one preset with its spec.", "",
+             "Beside `preset: NAME` and its arguments, any preset takes `selector:` (one of the selectors "
+             "below) and `cascade:` (`{stages, threshold, measure, extractor, embedder, exit}`: every "
+             "proposer layer called in stages until its answers agree; docs/guide.md, Cascades).", ""]
     for kind, title in KINDS:
         lines += [f"## {title}", ""]
         for name in names(kind):

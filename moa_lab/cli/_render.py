@@ -33,6 +33,11 @@ def show_query(console: Console, result: QueryRecord) -> None:
                 f"{c.cost.paid_usd:.6f}", f"{c.latency_s:.2f}", "hit" if c.cached else "miss",
             )
         console.print(table)
+        staged = [s for s in result.stages if s.layer == i]
+        if staged:  # a cascaded layer: what each stage saw and whether it stopped there
+            console.print("  cascade: " + " · ".join(
+                f"stage {s.stage}: {s.proposals} proposals, agreement {s.agreement:.2f}"
+                + (" → stopped" if s.agreed else "") + (", answered here" if s.exited else "") for s in staged))
     agg_calls = [c for c in result.calls if c.layer == len(result.layers) + 1]
     if result.answer is not None:
         lines = [result.answer.text]
@@ -75,17 +80,18 @@ def show_unpriced(console: Console, unpriced: list[str]) -> None:
 
 
 def show_eval(console: Console, summaries: list[EvalSummary]) -> None:
-    """One row per (topology, task): quality with its 95% CI, oracle, length, cost, latency p50 and p95."""
+    """One row per (topology, task): quality with its 95% CI, oracle, length, model calls per query
+    (cache hits included), cost, latency p50 and p95."""
     table = Table(title="Evaluation (quality: mean [95% bootstrap CI])", title_justify="left", box=None, pad_edge=False)
     table.add_column("run", no_wrap=True)
-    for col in ("n", "quality", "oracle", "chars", "$/query", "spent $", "p50 s", "p95 s", "fail"):
+    for col in ("n", "quality", "oracle", "chars", "calls/q", "$/query", "spent $", "p50 s", "p95 s", "fail"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in summaries:
         oracle = f"{s.oracle.mean:.3f}" if s.oracle is not None else "-"
         q = s.quality
         quality = "-" if q is None or q.n == 0 else f"{q.mean:.3f} [{q.low:.3f},{q.high:.3f}]"
-        table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.cost_per_query:.2e}",
-                      f"{s.cost_total:.4f}", f"{s.latency_p50:.2f}", f"{s.latency_p95:.2f}", str(s.failed))
+        table.add_row(s.label, str(s.samples), quality, oracle, f"{s.answer_chars:.0f}", f"{s.calls / max(1, s.samples):.2f}",
+                      f"{s.cost_per_query:.2e}", f"{s.cost_total:.4f}", f"{s.latency_p50:.2f}", f"{s.latency_p95:.2f}", str(s.failed))
     console.print(table)
     for s in summaries:
         if s.extra:  # a judge's own statistics: win rates, per-skill ratings

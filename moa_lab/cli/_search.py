@@ -111,22 +111,31 @@ def _values(values: dict[str, float], objectives: Any) -> str:
 def describe(spec: Any, pool: tuple[str, ...] = ()) -> str:
     """A topology on one line with every knob a study varies: models per layer (a model sampled k
     times as `model×k`; most of `pool` as `all 18 but x,y`), the aggregator (and its model),
-    temperature and max_tokens."""
+    temperature and max_tokens; a cascaded layer ends with its stages and threshold."""
     agg = spec.aggregator.label if spec.aggregator else "-"
     if spec.selector is not None and spec.selector.kind == "learned":
         knobs = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in spec.selector.args.items() if k != "path")
-        return escape(f"learned({knobs}) over {len(spec.layers[0].proposers)} -> {agg}")
+        return escape(f"learned({knobs}) over {len(spec.layers[0].proposers)}{_cascade(spec.layers[0])} -> {agg}")
     layers = []
     for layer in spec.layers:
         models = [str(a.args.get("model", a.agent)) for a in layer.proposers]
         missing = [m.split("/")[-1] for m in pool if m not in models]
         if len(pool) > 3 and len(set(models)) == len(models) and set(models) <= set(pool) and len(missing) < len(models):
-            layers.append(f"all {len(pool)}" + (f" but {','.join(missing)}" if missing else ""))
+            layers.append(f"all {len(pool)}" + (f" but {','.join(missing)}" if missing else "") + _cascade(layer))
             continue
         names = [m.split("/")[-1] for m in models]
-        layers.append(",".join(n if names.count(n) == 1 else f"{n}×{names.count(n)}" for n in dict.fromkeys(names)))
+        layers.append(",".join(n if names.count(n) == 1 else f"{n}×{names.count(n)}" for n in dict.fromkeys(names)) + _cascade(layer))
     knobs = {f"{k}={v}" for layer in spec.layers for a in layer.proposers for k, v in a.args.items() if k in ("temperature", "max_tokens")}
     return escape(f"[{' | '.join(layers)}] -> {agg}" + (f" · {' '.join(sorted(knobs, reverse=True))}" if knobs else ""))
+
+
+def _cascade(layer: Any) -> str:
+    """` cascade 2,5≥0.80 exit`: a layer's stages (the whole layer last), threshold and exit, or ""."""
+    c = layer.cascade
+    if c is None:
+        return ""
+    stages = ",".join(str(n) for n in c.bounds(len(layer.proposers)))
+    return f" cascade {stages}≥{c.threshold:.2f}" + (" exit" if c.exit else "")
 
 
 def _show_front(results: list[Any], objectives: Any, pool: tuple[str, ...]) -> None:

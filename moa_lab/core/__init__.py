@@ -10,7 +10,7 @@ from moa_lab.core._errors import (
 )
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
-from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score
+from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
 
 __all__ = [
     "REDACTED",
@@ -30,6 +30,7 @@ __all__ = [
     "Sample",
     "Sampling",
     "Score",
+    "Stage",
     "StoreDamaged",
     "Usage",
     "redact_uri",

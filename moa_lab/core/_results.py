@@ -84,6 +84,8 @@ class CallRecord:
         if self.prompt_form:
             return Request(name, (), self.sampling, self.messages[0].content, self.sample_index)
         return Request(name, self.messages, self.sampling, None, self.sample_index)
+    stage: int = 0
+    """The stage of a cascaded layer the call was made in (1, 2, ...); 0 in a layer without a cascade."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,21 @@ class Proposal:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a cascaded layer: how many proposals the layer held after it, how much their
+    answers agreed, whether that reached the cascade's threshold (then no later stage was called),
+    and whether the topology answered right there (`exited`: later layers and the aggregator were
+    skipped)."""
+
+    layer: int
+    stage: int
+    proposals: int
+    agreement: float
+    agreed: bool
+    exited: bool = False
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,12 @@ class Model:
         agent: str = "",
         layer: int = 0,
         budget: Budget | Admission | None = None,
+        stage: int = 0,
     ) -> CallRecord:
         """One call through cache -> budget reserve -> endpoint (with retries) -> settle.
 
-        `budget`: the query's Admission the call draws from (default: the ModelSet's budget)."""
+        `budget`: the query's Admission the call draws from (default: the ModelSet's budget).
+        `agent`, `layer` and `stage` (of a cascaded layer) only label the record."""
         request = Request(self.name, messages, sampling, prompt, sample_index)
         if prompt is not None:
             messages = (Message("user", prompt),)
@@ -101,6 +103,7 @@ class Model:
                 attempts=attempts,
                 error=error,
                 layer=layer,
+                stage=stage,
                 started=wall_start,
                 list_latency_s=completion.latency_s if completion else time.perf_counter() - start,
                 sampling=sampling,

@@ -6,10 +6,12 @@ import asyncio
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 
 from moa_lab.agents import AgentContext, AggregationError
-from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, StoreDamaged
+from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, Stage, StoreDamaged
 from moa_lab.models import Admission, Budget, ModelSet
+from moa_lab.pipeline._cascade import Cascade, LayerOutcome
 from moa_lab.pipeline._plan import QueryPlan, plan_query
 from moa_lab.scoring import Scoring
 from moa_lab.selection import PoolSelector, Selector, build_selector
@@ -31,6 +33,8 @@ class Pipeline:
         self.scoring = scoring
         """How each query's record is scored, inside its admission (its judge's calls are planned with it)."""
         self.topology = build_topology(spec)
+        self.cascades = [Cascade(layer.cascade, where=f"layers[{i}].cascade") if layer.cascade is not None else None
+                         for i, layer in enumerate(spec.layers)]
         self.selector = selector or build_selector(spec.selector)
         if isinstance(self.selector, PoolSelector) and self.topology.layers:
             self.selector.bind([a.spec for a in self.topology.layers[0]])  # a bad pool fails here, not mid-run
@@ -54,11 +58,15 @@ class Pipeline:
 
         A proposer that raises, whatever the exception, fails its own proposal only (its traceback
         is kept in the record), like a proposer whose endpoint failed: the layer goes on with the
-        rest unless `on_proposer_error` is "fail" or every proposer failed."""
+        rest unless `on_proposer_error` is "fail" or every proposer failed.
+
+        A layer with a cascade calls its proposers in stages (see `_cascade`); with the cascade's
+        `exit`, a layer that ends agreeing answers the query and the later layers are skipped."""
         started, start = time.time(), time.perf_counter()
         calls: list[CallRecord] = []
         tracebacks: list[str] = []
         layers: list[list[Proposal]] = []
+        stages: list[Stage] = []
         selected: list[int] | None = None
         answer, error, trace = None, None, None
         admission: Admission | None = None
@@ -71,13 +79,19 @@ class Pipeline:
                 references: Sequence[Proposal] = ()
                 for i, layer in enumerate(self.topology.layers):
                     agents = layer if i else tuple(layer[j] for j in selected)
-                    proposals = await self._run_layer(agents, sample, references, calls, i + 1, admission, tracebacks)
+                    proposals, outcome = await self._layer(i, agents, sample, references, calls, admission, tracebacks)
                     layers.append(proposals)
+                    stages += outcome.stages if outcome is not None else []
                     failed = [p for p in proposals if not p.ok]
                     if failed and (self.spec.on_proposer_error == "fail" or len(failed) == len(proposals)):
                         raise AggregationError(f"layer {i + 1}: " + "; ".join(f"{p.agent}: {p.error}" for p in failed))
+                    cascade = self.cascades[i]
+                    if outcome is not None and cascade is not None and (answer := cascade.exit_answer(outcome)) is not None:
+                        stages[-1] = replace(stages[-1], exited=True)
+                        break
                     references = proposals
-                answer = await self._aggregate(sample, references, calls, admission)
+                if answer is None:
+                    answer = await self._aggregate(sample, references, calls, admission)
             except BudgetExceeded as exc:
                 error = f"BudgetExceeded: {'query not started: ' if admission is None else ''}{exc}"
             except StoreDamaged:
@@ -88,7 +102,7 @@ class Pipeline:
                 error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
             trace = "\n".join([*tracebacks, *([trace] if trace else [])]) or None
             record = QueryRecord(sample=sample, answer=answer, error=error, traceback=trace, selected=selected, layers=layers,
-                                 calls=calls, latency_s=time.perf_counter() - start, started=started)
+                                 stages=stages, calls=calls, latency_s=time.perf_counter() - start, started=started)
             if self.scoring is not None:
                 record = await self.scoring.score(record, self.models, admission)
             return record
@@ -96,14 +110,31 @@ class Pipeline:
             if admission is not None:  # what the query did not use goes back at once, even if cancelled
                 await asyncio.shield(admission.close())
 
+    async def _layer(
+        self, i: int, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord],
+        admission: Admission | None, tracebacks: list[str],
+    ) -> tuple[list[Proposal], LayerOutcome | None]:
+        """Layer `i + 1`'s proposals: all at once, or stage by stage when it has a cascade (then with
+        the cascade's outcome)."""
+
+        async def call_stage(part: Sequence[Agent], stage: int) -> list[Proposal]:
+            return await self._run_layer(part, sample, references, calls, i + 1, admission, tracebacks, stage)
+
+        cascade = self.cascades[i]
+        if cascade is None:
+            return await call_stage(agents, 0), None
+        outcome = await cascade.run(agents, call_stage, i + 1)
+        return outcome.proposals, outcome
+
     async def _run_layer(
         self, agents: Sequence[Agent], sample: Sample, references: Sequence[Proposal], calls: list[CallRecord], layer: int,
-        admission: Admission | None, tracebacks: list[str],
+        admission: Admission | None, tracebacks: list[str], stage: int = 0,
     ) -> list[Proposal]:
         ok_refs = tuple(p for p in references if p.ok)
 
         async def one(agent: Agent) -> Proposal:
-            ctx = AgentContext(self.models, calls, agent.label, layer, agent.sample_index, ok_refs, sample.history, admission)
+            ctx = AgentContext(self.models, calls, agent.label, layer, agent.sample_index, ok_refs, sample.history, admission,
+                               stage=stage)
             try:
                 return await agent.impl.propose(sample.input, ctx)
             except StoreDamaged:

@@ -7,6 +7,10 @@ layer sees those empty answers, so its prompt is bounded by its template plus th
 worst-case outputs. A judge scoring the answer is bounded the same way, the answer at its
 worst-case length (see `scoring.Scoring.plan`). The query is admitted on the sum (see
 `models.Admission`).
+
+A cascaded layer is planned whole, every stage of it, and so is every layer after a cascade's exit:
+the worst case is a query whose answers never agree. The calls it does not make were reserved and
+are released when the query's admission closes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from moa_lab.selection import Router
-from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
+from moa_lab.topology import AgentSpec, CascadeSpec, LayerSpec, SelectorSpec, TopologySpec
 
 
 class RouterKnobs(BaseModel):
@@ -28,6 +28,32 @@ class RouterKnobs(BaseModel):
             raise ValueError("router.lam is [min, max] with 0 < min <= max")
         if self.k is not None and not 1 <= self.k[0] <= self.k[1]:
             raise ValueError("router.k is [min, max] with 1 <= min <= max")
+        return self
+
+
+class CascadeKnobs(BaseModel):
+    """A cascade on layer 1 for a study (`moa_lab.topology.CascadeSpec`): the agreement `threshold`
+    searched in [min, max], and the first stage's size in `first` [min, max] (capped below the
+    layer's width; the rest of the layer is the last stage). With `optional`, a trial may also run
+    without a cascade, so the study compares both; `exits` lists the choices of the cascade's exit
+    (asked only where a later layer or a model aggregator could be skipped)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: tuple[float, float] = (0.5, 1.0)
+    first: tuple[int, int] = (2, 3)
+    measure: Literal["share", "margin", "similarity"] = "share"
+    optional: bool = True
+    exits: tuple[bool, ...] = (False,)
+
+    @model_validator(mode="after")
+    def _check(self) -> CascadeKnobs:
+        if not 0 <= self.threshold[0] <= self.threshold[1] <= 1:
+            raise ValueError("cascade.threshold is [min, max] with 0 <= min <= max <= 1")
+        if not 2 <= self.first[0] <= self.first[1]:
+            raise ValueError("cascade.first is [min, max] with 2 <= min <= max (agreement needs two answers)")
+        if not self.exits:
+            raise ValueError("cascade.exits lists at least one choice (true, false)")
         return self
 
 
@@ -55,6 +81,8 @@ class SearchSpace(BaseModel):
     extractor: str = "normalized"
     router: RouterKnobs | None = None
     """Tune a learned router instead of fixed subsets: layer 1 is the router's pool, voted."""
+    cascade: CascadeKnobs | None = None
+    """Also search a cascade on layer 1: its threshold and first stage (and its exit)."""
 
     @property
     def proposer_range(self) -> tuple[int, int]:
@@ -91,7 +119,11 @@ def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
     """Sample one topology from the space, independent of any task (a study over built-in tasks
     binds it to each task with `moa_lab.topology.for_task`; the same parameters give the same spec)."""
     if space.router is not None:
-        return _routed(trial, space.router, space.extractor)
+        spec = _routed(trial, space.router, space.extractor)
+        if space.cascade is None:
+            return spec
+        cascade = cascade_of(trial, space.cascade, len(spec.layers[0].proposers), space.extractor, False)
+        return spec.model_copy(update={"layers": (spec.layers[0].model_copy(update={"cascade": cascade}),)})
     temperature = _pick(trial, "temperature", space.temperatures)
     max_tokens = _pick(trial, "max_tokens", space.max_tokens)
     family = "moa"
@@ -120,7 +152,26 @@ def suggest(trial: Trial, space: SearchSpace) -> TopologySpec:
         LayerSpec(proposers=tuple(AgentSpec(agent="plain", model=m, temperature=temperature, max_tokens=max_tokens) for m in layer))
         for layer in layers
     )
+    if space.cascade is not None:
+        skippable = len(layers) > 1 or (aggregator is not None and aggregator.agent != "vote")
+        cascade = cascade_of(trial, space.cascade, len(layers[0]), space.extractor, skippable)
+        specs = (specs[0].model_copy(update={"cascade": cascade}), *specs[1:])
     return TopologySpec(name=f"trial-{getattr(trial, 'number', 0)}", layers=specs, aggregator=aggregator)
+
+
+def cascade_of(trial: Trial, knobs: CascadeKnobs, width: int, extractor: str, skippable: bool) -> CascadeSpec | None:
+    """Layer 1's cascade for this trial, or None (no cascade drawn, or a layer of one proposer).
+    A first stage drawn at or above the layer's width leaves one stage: agreement is then read only
+    for the exit, and without an exit that is no cascade at all."""
+    if width < 2 or (knobs.optional and not trial.suggest_categorical("cascade", [True, False])):
+        return None
+    first = knobs.first[0] if knobs.first[0] == knobs.first[1] else trial.suggest_int("cascade.first", *knobs.first)
+    threshold = trial.suggest_float("cascade.threshold", *knobs.threshold) if knobs.threshold[0] < knobs.threshold[1] else knobs.threshold[0]
+    exit = _pick(trial, "cascade.exit", knobs.exits) if skippable else False
+    stages = (first,) if first < width else ()
+    if not stages and not exit:
+        return None
+    return CascadeSpec(stages=stages, threshold=threshold, measure=knobs.measure, extractor=extractor, exit=exit)
 
 
 def subset(trial: Trial, prefix: str, pool: tuple[str, ...], sizes: tuple[int, int]) -> list[str]:

@@ -12,7 +12,7 @@ from moa_lab.core import ConfigError
 from moa_lab.registry import build
 from moa_lab.topology._io import read_yaml, validate
 from moa_lab.topology._presets import preset
-from moa_lab.topology._spec import AgentSpec, SelectorSpec, TopologySpec
+from moa_lab.topology._spec import AgentSpec, CascadeSpec, SelectorSpec, TopologySpec
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,31 @@ def build_topology(spec: TopologySpec) -> Topology:
     return Topology(spec, tuple(layers), aggregator)
 
 
+def with_cascade(spec: TopologySpec, cascade: CascadeSpec | None, *, where: str = "topology") -> TopologySpec:
+    """`spec` with every proposer layer in the stages of `cascade` (None: no cascade anywhere)."""
+    data = spec.model_dump(mode="json")
+    for layer in data["layers"]:
+        layer["cascade"] = cascade.model_dump(mode="json") if cascade is not None else None
+    return validate(TopologySpec, data, source=where)
+
+
 def load_topology(source: str | Path | Mapping[str, Any] | TopologySpec, *, where: str = "topology") -> TopologySpec:
-    """A spec from a preset name, a YAML file, `{preset: NAME, ...arguments}`, or a full spec mapping."""
+    """A spec from a preset name, a YAML file, `{preset: NAME, ...arguments}`, or a full spec mapping.
+
+    Beside `preset:`, `selector:` sets the topology's selector and `cascade:` (a `CascadeSpec`) puts
+    every proposer layer in stages."""
     if isinstance(source, TopologySpec):
         return source
     if isinstance(source, Mapping):
         if "preset" in source:
-            args = {k: v for k, v in source.items() if k not in ("preset", "selector")}
+            args = {k: v for k, v in source.items() if k not in ("preset", "selector", "cascade")}
             spec = preset(str(source["preset"]), **args)
             if source.get("selector") is not None:  # any preset can take a selector
                 selector = validate(SelectorSpec, dict(source["selector"]), source=f"{where}.selector")
                 spec = spec.model_copy(update={"selector": selector})
+            if source.get("cascade") is not None:  # and a cascade
+                cascade = validate(CascadeSpec, dict(source["cascade"]), source=f"{where}.cascade")
+                spec = with_cascade(spec, cascade, where=where)
             return spec
         return validate(TopologySpec, dict(source), source=where)
     text = str(source)

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from moa_lab.benchmarks import builtin_task
-from moa_lab.topology._spec import AgentSpec, LayerSpec, TopologySpec
+from moa_lab.topology._spec import AgentSpec, TopologySpec
 
 
 @cache
@@ -48,8 +48,8 @@ def for_task(spec: TopologySpec, task: str | None) -> TopologySpec:
     layers = spec.layers
     if len(layers) == 1:
         prompt = task_prompt(task)
-        layers = (LayerSpec(proposers=tuple(
-            AgentSpec(agent=a.agent, **{**a.args, **prompt}) if a.agent == "plain" else a for a in layers[0].proposers)),)
+        layers = (layers[0].model_copy(update={"proposers": tuple(
+            AgentSpec(agent=a.agent, **{**a.args, **prompt}) if a.agent == "plain" else a for a in layers[0].proposers)}),)
     aggregator = spec.aggregator
     if aggregator is not None and aggregator.agent == "synthesize":
         aggregator = task_aggregator(task, aggregator.args["model"], aggregator.args.get("max_tokens", 512))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from moa_lab.core._redact import redact, redact_uri  # noqa: F401 - redact_uri: re-exported for existing importers
 from moa_lab.tracking._mlflow_scope import TraceScope
 from moa_lab.tracking._records import QueryRecord
+from moa_lab.tracking._trace import log_trace
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -144,8 +145,7 @@ class MlflowTracker:
             self._client.log_batch(run_id, metrics=items[i : i + METRICS_PER_BATCH])
 
     def log_query(self, record: QueryRecord, *, trace: bool = True) -> None:
-        """Buffer the query's table row and, with `traces` (and `trace`), record its trace (one span
-        per call)."""
+        """Buffer the query's table row and, with `traces` (and `trace`), record its trace (`log_trace`)."""
         run_id = self._active()
         row: dict[str, Any] = {"id": record.id, "input": record.sample.input,
                                "answer": record.answer.text if record.answer else None,
@@ -157,68 +157,13 @@ class MlflowTracker:
                 "latency_s": record.latency_s, "error": record.error}
         self._rows.append(redact(row))
         if self.traces and trace:
-            self._trace(record, run_id)
+            log_trace(self._client, self.experiment_id, run_id, record)
             self._unflushed += 1
             if self._unflushed >= TRACES_PER_FLUSH:
                 import mlflow
 
                 mlflow.flush_trace_async_logging()
                 self._unflushed = 0
-
-    def _trace(self, record: QueryRecord, run_id: str) -> None:
-        from mlflow.entities import SpanType
-        from mlflow.tracing.constant import SpanAttributeKey as Key
-
-        start = record.started or time.time() - record.latency_s
-        root = self._client.start_trace(
-            "query",
-            span_type=SpanType.CHAIN,
-            inputs={"input": redact(record.sample.input)},
-            attributes={"id": record.id, "target": record.sample.target, "score": record.score,
-                        "selected": record.selected},  # which layer-1 proposers the selector called
-            tags={"moa.query_id": record.id},
-            experiment_id=self.experiment_id,
-            start_time_ns=_ns(start),
-            run_id=run_id,
-        )
-        trace_id = root.trace_id
-        for call in record.calls:
-            c_start = call.started or start
-            tin, tout = call.usage.input_tokens, call.usage.output_tokens
-            span = self._client.start_span(
-                call.agent,
-                trace_id=trace_id,
-                parent_id=root.span_id,
-                span_type=SpanType.CHAT_MODEL,
-                inputs={"messages": redact([m.to_dict() for m in call.messages])},
-                attributes={
-                    "model": call.model, "layer": call.layer,
-                    "input_tokens": tin, "output_tokens": tout,
-                    "paid_usd": call.cost.paid_usd, "list_usd": call.cost.list_usd,
-                    "cached": call.cached, "attempts": call.attempts, "error": redact(call.error),
-                    # MLflow's own keys: the UI sums them per trace, and a set cost stops MLflow
-                    # from pricing the model itself.
-                    Key.CHAT_USAGE: {"input_tokens": tin, "output_tokens": tout, "total_tokens": tin + tout},
-                    Key.LLM_COST: {"total_cost": call.cost.paid_usd},
-                },
-                start_time_ns=_ns(c_start),
-            )
-            self._client.end_span(
-                trace_id,
-                span.span_id,
-                outputs=redact(call.output),
-                status="ERROR" if call.error else "OK",
-                end_time_ns=_ns(c_start + call.latency_s),
-            )
-        usage = record.usage
-        self._client.end_trace(
-            trace_id,
-            outputs={"answer": redact(record.answer.text) if record.answer else None},
-            attributes={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                        "paid_usd": record.cost.paid_usd, "list_usd": record.cost.list_usd, "error": redact(record.error)},
-            status="ERROR" if record.error else "OK",
-            end_time_ns=_ns(start + record.latency_s),
-        )
 
     def log_artifact(self, path: Path) -> None:
         """Attach a file to the run; a JSON-lines file (the RunLog) is logged with secrets redacted."""
@@ -279,6 +224,3 @@ class MlflowTracker:
             raise RuntimeError("no MLflow run is open: call start_run() first")
         return self.run_id
 
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)

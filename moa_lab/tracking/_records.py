@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moa_lab.core import Answer, CallRecord, Cost, Proposal, Sample, Usage
+from moa_lab.core import Answer, CallRecord, Cost, Proposal, Sample, Stage, Usage
 
 SCHEMA = "moa-lab/runlog"
 VERSION = 2
@@ -54,6 +54,11 @@ class QueryRecord(BaseModel):
     selected: list[int] | None = None
     """Which layer-1 proposers the selector called (None: all of them)."""
     layers: list[list[Proposal]] = Field(default_factory=list)
+    """Each layer's proposals, in call order; a cascaded layer holds only those its stages called,
+    and a cascade's exit leaves out the layers after it."""
+    stages: list[Stage] = Field(default_factory=list)
+    """Every stage of the cascaded layers, in order: proposals so far, agreement, whether it stopped
+    the layer and whether the topology answered there (empty without cascades)."""
     calls: list[CallRecord] = Field(default_factory=list)
     latency_s: float = 0.0
     started: float = 0.0
