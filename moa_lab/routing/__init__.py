@@ -4,29 +4,38 @@
     moa-lab router eval runs/router ../shared/data/gsm8k
 
 Training data comes from recorded datasets (`from_recorded`) or evaluation RunLogs (`from_runlogs`);
-`train` writes an artifact folder that `selector: {kind: learned, path: ...}` loads in any topology.
+`train` writes an artifact folder that `selector: {kind: learned, path: ...}` loads in any topology;
+`build_reference` (`moa-lab router diverse`) writes the label-free reference set that
+`selector: {kind: diverse, path: ..., k: ...}` loads.
 """
 
 from moa_lab.routing._data import RoutingData, from_recorded, from_runlogs, load_routing_data
+from moa_lab.routing._diversity import fit_reference
 from moa_lab.routing._evaluate import LAMBDAS, Point, RouterEval, evaluate_router
+from moa_lab.routing._reference import Comparison, build_reference, compare_selectors, ratio_interval
 from moa_lab.routing._train import KINDS, TrainConfig, train_router
 from moa_lab.selection import vote_routed, vote_static
 from moa_lab.routing._workflow import embed_data, evaluate, plot_curves, train
 
 __all__ = [
+    "Comparison",
     "KINDS",
     "LAMBDAS",
     "Point",
     "RouterEval",
     "RoutingData",
     "TrainConfig",
+    "build_reference",
+    "compare_selectors",
     "embed_data",
     "evaluate",
     "evaluate_router",
+    "fit_reference",
     "from_recorded",
     "from_runlogs",
     "load_routing_data",
     "plot_curves",
+    "ratio_interval",
     "train",
     "train_router",
     "vote_routed",

@@ -14,6 +14,7 @@ from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.registry import did_you_mean
 from moa_lab.routing._data import RoutingData
+from moa_lab.routing._diversity import error_similarity
 from moa_lab.routing._predictors import CANDIDATES, KINDS, Candidate, Folds, log_loss, platt
 from moa_lab.routing._vote_rule import fit_library, fit_vote_rule
 from moa_lab.selection import AGGREGATORS, Router, sigmoid
@@ -21,7 +22,8 @@ from moa_lab.selection import AGGREGATORS, Router, sigmoid
 
 @dataclass
 class TrainConfig:
-    """How a router is trained. `lam`, `k` and `max_usd` are the defaults its selector starts with."""
+    """How a router is trained. `lam`, `k`, `max_usd` and `diversity` (quality points per nat of
+    the chosen proposers' error log-volume, see `SubsetRule`) are the defaults its selector starts with."""
 
     aggregator: str = "vote"
     kinds: Sequence[str] = KINDS
@@ -32,6 +34,7 @@ class TrainConfig:
     k: int | None = None
     max_usd: float | None = None
     diversity_weight: float = 0.1
+    diversity: float = 0.0
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -40,6 +43,8 @@ class TrainConfig:
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown:
             raise ConfigError(f"unknown predictor kind {unknown[0]!r} (known: {', '.join(KINDS)})" + did_you_mean(unknown[0], KINDS))
+        if self.diversity < 0:
+            raise ConfigError(f"diversity must be at least 0 (0 = off), not {self.diversity}")
 
 
 def train_router(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder_spec: dict[str, Any],
@@ -87,6 +92,7 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
             arrays |= cand.fit(x, y, users)
     arrays["cost"] = _cost_model(data)
     arrays["diversity"] = _diversity(y)
+    arrays["error_similarity"] = error_similarity(data)
     meta: dict[str, Any] = {
         "aggregator": config.aggregator,
         "proposers": data.proposers,
@@ -94,7 +100,7 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
         "predictors": [{"kind": c, "cv_log_loss": loss} for c, loss in zip(chosen, cv)],
         "knn_k": candidates["knn"].extra["k"] if "knn" in candidates else 0,
         "diversity_weight": config.diversity_weight,
-        "defaults": {"lam": config.lam, "k": config.k, "max_usd": config.max_usd},
+        "defaults": {"lam": config.lam, "k": config.k, "max_usd": config.max_usd, "diversity": config.diversity},
         "training": {
             "source": data.source, "hash": data.fingerprint(), "queries": len(data.ids), "folds": config.folds,
             "seed": config.seed, "kinds": list(config.kinds),

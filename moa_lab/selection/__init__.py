@@ -1,5 +1,5 @@
-"""Selection: which proposers each query calls. The learned selector, the router artifact it loads
-and the router's numeric kernels (numpy, embeddings) load on first use, so `import moa_lab` stays
+"""Selection: which proposers each query calls. The learned and diverse selectors, the artifacts
+they load and their numeric kernels (numpy, embeddings) load on first use, so `import moa_lab` stays
 light; `moa_lab.routing` trains with the same kernels."""
 
 from typing import Any
@@ -8,10 +8,14 @@ from moa_lab.selection._selector import AllProposers, FirstK, PoolSelector, Rand
 
 _LAZY = {
     "AGGREGATORS": "moa_lab.selection._artifact",
+    "DiverseSelector": "moa_lab.selection._diverse",
+    "Reference": "moa_lab.selection._diverse",
     "LearnedSelector": "moa_lab.selection._learned",
     "Router": "moa_lab.selection._artifact",
     "SubsetRule": "moa_lab.selection._rules",
     "VoteModel": "moa_lab.selection._rules",
+    "answer_similarity": "moa_lab.selection._kernels",
+    "deviation_gram": "moa_lab.selection._kernels",
     "knn_success": "moa_lab.selection._kernels",
     "mlp_logits": "moa_lab.selection._kernels",
     "nearest": "moa_lab.selection._kernels",
@@ -34,15 +38,19 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AGGREGATORS",
     "AllProposers",
+    "DiverseSelector",
     "FirstK",
     "LearnedSelector",
     "PoolSelector",
     "RandomK",
+    "Reference",
     "Router",
     "Selector",
     "SubsetRule",
     "VoteModel",
+    "answer_similarity",
     "build_selector",
+    "deviation_gram",
     "knn_success",
     "mlp_logits",
     "nearest",
