@@ -18,6 +18,7 @@ from moa_lab.registry import did_you_mean
 from moa_lab.routing._data import RoutingData
 from moa_lab.routing._cascade import MAX_STAGES, candidates, front_plans
 from moa_lab.routing._operating import CHOICE_LAMBDAS, SAME_PRICE, fit_operating_points, routed_out_of_fold
+from moa_lab.routing._diversity import error_similarity
 from moa_lab.routing._predictors import CANDIDATES, KINDS, Candidate, Folds, log_loss, platt
 from moa_lab.routing._subsets import SubsetTable
 from moa_lab.routing._vote_rule import fit_library, fit_vote_rule
@@ -26,7 +27,8 @@ from moa_lab.selection import AGGREGATORS, Router, VoteModel, sigmoid
 
 @dataclass
 class TrainConfig:
-    """How a router is trained. `lam`, `k` and `max_usd` are the defaults its selector starts with.
+    """How a router is trained. `lam`, `k`, `max_usd` and `diversity` (quality points per nat of
+    the chosen proposers' error log-volume, see `SubsetRule`) are the defaults its selector starts with.
     Vote routers: `lambdas` are the λ at which routing is compared with static subsets, kept only
     where its cross-validated gain exceeds `route_z` standard errors; `cascade_stages` (0: none) the
     most stages a learned cascade may have. The routing-or-static comparison routes at most
@@ -45,6 +47,7 @@ class TrainConfig:
     route_z: float = 1.0
     route_rows: int = 400
     cascade_stages: int = MAX_STAGES
+    diversity: float = 0.0
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -53,6 +56,8 @@ class TrainConfig:
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown:
             raise ConfigError(f"unknown predictor kind {unknown[0]!r} (known: {', '.join(KINDS)})" + did_you_mean(unknown[0], KINDS))
+        if self.diversity < 0:
+            raise ConfigError(f"diversity must be at least 0 (0 = off), not {self.diversity}")
 
 
 def train_router(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder_spec: dict[str, Any],
@@ -100,6 +105,7 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
             arrays |= cand.fit(x, y, users)
     arrays["cost"] = _cost_model(data)
     arrays["diversity"] = _diversity(y)
+    arrays["error_similarity"] = error_similarity(data)
     meta: dict[str, Any] = {
         "aggregator": config.aggregator,
         "proposers": data.proposers,
@@ -107,7 +113,7 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
         "predictors": [{"kind": c, "cv_log_loss": loss} for c, loss in zip(chosen, cv)],
         "knn_k": candidates["knn"].extra["k"] if "knn" in candidates else 0,
         "diversity_weight": config.diversity_weight,
-        "defaults": {"lam": config.lam, "k": config.k, "max_usd": config.max_usd},
+        "defaults": {"lam": config.lam, "k": config.k, "max_usd": config.max_usd, "diversity": config.diversity},
         "training": {
             "source": data.source, "hash": data.fingerprint(), "queries": len(data.ids), "folds": config.folds,
             "seed": config.seed, "kinds": list(config.kinds),

@@ -1,5 +1,5 @@
-"""Selection: which proposers each query calls. The learned selector, the router artifact it loads
-and the router's numeric kernels (numpy, embeddings) load on first use, so `import moa_lab` stays
+"""Selection: which proposers each query calls. The learned and diverse selectors, the artifacts
+they load and their numeric kernels (numpy, embeddings) load on first use, so `import moa_lab` stays
 light; `moa_lab.routing` trains with the same kernels."""
 
 from typing import Any
@@ -9,12 +9,16 @@ from moa_lab.selection._selector import AllProposers, FirstK, PoolSelector, Rand
 _LAZY = {
     "AGGREGATORS": "moa_lab.selection._artifact",
     "CascadePlan": "moa_lab.selection._cascade",
+    "DiverseSelector": "moa_lab.selection._diverse",
+    "Reference": "moa_lab.selection._diverse",
     "LearnedSelector": "moa_lab.selection._learned",
     "Library": "moa_lab.selection._rules",
     "OperatingPoint": "moa_lab.selection._operating",
     "Router": "moa_lab.selection._artifact",
     "SubsetRule": "moa_lab.selection._rules",
     "VoteModel": "moa_lab.selection._rules",
+    "answer_similarity": "moa_lab.selection._kernels",
+    "deviation_gram": "moa_lab.selection._kernels",
     "knn_success": "moa_lab.selection._kernels",
     "mlp_logits": "moa_lab.selection._kernels",
     "nearest": "moa_lab.selection._kernels",
@@ -39,17 +43,21 @@ __all__ = [
     "AGGREGATORS",
     "AllProposers",
     "CascadePlan",
+    "DiverseSelector",
     "FirstK",
     "LearnedSelector",
     "Library",
     "OperatingPoint",
     "PoolSelector",
     "RandomK",
+    "Reference",
     "Router",
     "Selector",
     "SubsetRule",
     "VoteModel",
+    "answer_similarity",
     "build_selector",
+    "deviation_gram",
     "knn_success",
     "mlp_logits",
     "nearest",

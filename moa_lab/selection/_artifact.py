@@ -142,28 +142,11 @@ class Router:
 
     def check_embedder(self, embedder: Embedder) -> None:
         """Refuse an embedder other than the one the router was trained on."""
-        want = self.meta["embedder"]
-        if embedder.id != want["id"] or embedder.dim != want["dim"]:
-            raise ConfigError(
-                f"router was trained on embedder {want['id']!r} ({want['dim']} dims), not {embedder.id!r} "
-                f"({embedder.dim} dims): vectors from another embedder mean nothing to it; retrain with "
-                f"`moa-lab router train ... --embedder {want['spec'].get('kind', want['id'])}` or use the trained one"
-            )
+        check_embedder(self.meta["embedder"], embedder, "router", "moa-lab router train ...")
 
     def align(self, candidates: Sequence[AgentSpec | Mapping[str, Any]]) -> np.ndarray:
         """For each candidate proposer, its index in the router; a pool that differs is a ConfigError."""
-        index = {k: i for i, k in enumerate(self.keys)}
-        given = [proposer_key(c) for c in candidates]
-        unknown = [k for k in given if k not in index]
-        absent = [k for k in index if k not in given]
-        if unknown or absent or len(set(given)) != len(given):
-            lines = [f"router proposer pool does not match the topology's layer 1 ({len(index)} trained, {len(given)} given)"]
-            lines += [f"  not in the router: {k}" for k in unknown[:5]] + _more(unknown)
-            lines += [f"  missing from the topology: {k}" for k in absent[:5]] + _more(absent)
-            if len(set(given)) != len(given):
-                lines.append("  the topology lists a proposer twice")
-            raise ConfigError("\n".join(lines) + "\nretrain the router on this pool, or use the pool it was trained on")
-        return np.array([index[k] for k in given])
+        return align_pool(self.keys, candidates, "router")
 
     # -- prediction ----------------------------------------------------------------------------------
 
@@ -236,26 +219,54 @@ class Router:
         if self.aggregator == "single":
             return SubsetRule(SingleModel())
         if self.aggregator == "synthesize":
-            return SubsetRule(SynthesisModel(a["diversity"], float(meta.get("diversity_weight", 0.1))))
+            return SubsetRule(SynthesisModel(a["diversity"], float(meta.get("diversity_weight", 0.1))), similarity=a.get("error_similarity"))
         model = VoteModel(float(meta.get("vote_mix", 0.5)), a.get("class_weight"), a.get("class_shift"))
         library = None
         if "lib_members" in a:
             library = Library(a["knn_x"], a["lib_members"], a["lib_outcome"], a["lib_global"], a["train_answers"],
                               a["train_success"], int(meta["lib_k"]), float(meta["lib_shrink"]))
-        return SubsetRule(model, library)
+        return SubsetRule(model, library, a.get("error_similarity"))
 
     def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None, max_usd: float | None = None,
-               x: np.ndarray | None = None) -> list[int]:
+               x: np.ndarray | None = None, diversity: float = 0.0) -> list[int]:
         """The subset (indices in the router's proposer order) for one query: the static subset
         where training found routing no better at this λ (`static_subset`; unless it breaks
-        `max_usd`), else the one maximising predicted final quality − lam × predicted $, with at most
-        k proposers (one for a `single` router) and max_usd per query (see `SubsetRule`)."""
+        `max_usd`), else the one maximising predicted final quality − lam × predicted $ (+ diversity × how
+        differently the members err), with at most k proposers (one for a `single` router) and max_usd per query (see `SubsetRule`)."""
         if self.aggregator == "single":
             k = 1
         static = self.static_subset(lam, k=k)
         if static is not None and (max_usd is None or float(usd[static].sum()) <= max_usd):
             return static
-        return self.rule.choose(p, usd, lam=lam, k=k, max_usd=max_usd, x=x)
+        return self.rule.choose(p, usd, lam=lam, k=k, max_usd=max_usd, x=x, diversity=diversity)
+
+
+def check_embedder(want: Mapping[str, Any], embedder: Embedder, what: str, command: str) -> None:
+    """Refuse an embedder other than `want` (the `embedder` entry of a `what` artifact, which
+    `command` trains): vectors from another embedder mean nothing to what was fitted on its vectors."""
+    if embedder.id != want["id"] or embedder.dim != want["dim"]:
+        raise ConfigError(
+            f"{what} was trained on embedder {want['id']!r} ({want['dim']} dims), not {embedder.id!r} "
+            f"({embedder.dim} dims): vectors from another embedder mean nothing to it; retrain with "
+            f"`{command} --embedder {want['spec'].get('kind', want['id'])}` or use the trained one"
+        )
+
+
+def align_pool(keys: Sequence[str], candidates: Sequence[AgentSpec | Mapping[str, Any]], what: str) -> np.ndarray:
+    """For each candidate proposer, its index among an artifact's proposer `keys`; a pool that
+    differs is a ConfigError listing the differences. `what` names the artifact ("router")."""
+    index = {k: i for i, k in enumerate(keys)}
+    given = [proposer_key(c) for c in candidates]
+    unknown = [k for k in given if k not in index]
+    absent = [k for k in index if k not in given]
+    if unknown or absent or len(set(given)) != len(given):
+        lines = [f"{what} proposer pool does not match the topology's layer 1 ({len(index)} trained, {len(given)} given)"]
+        lines += [f"  not in the {what}: {k}" for k in unknown[:5]] + _more(unknown)
+        lines += [f"  missing from the topology: {k}" for k in absent[:5]] + _more(absent)
+        if len(set(given)) != len(given):
+            lines.append("  the topology lists a proposer twice")
+        raise ConfigError("\n".join(lines) + f"\nretrain the {what} on this pool, or use the pool it was trained on")
+    return np.array([index[k] for k in given])
 
 
 def _more(items: list[str], shown: int = 5) -> list[str]:

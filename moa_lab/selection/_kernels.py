@@ -98,3 +98,53 @@ def _count_distribution(probs: np.ndarray) -> np.ndarray:
         dist[:, 1:] = dist[:, 1:] * (1 - p) + dist[:, :-1] * p
         dist[:, :1] *= 1 - p
     return dist
+
+
+# -- answer diversity (the `diverse` selector and the router's `diversity` knob) ---------------------------
+
+
+def deviation_gram(deviation: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(proposers, proposers): the weighted share of queries on which two proposers deviate from the
+    reference answer *alike* (the same wrong answer); the diagonal is each one's deviation rate.
+    `deviation` (queries × proposers) holds the id of a deviating answer, or -1 where the proposer
+    gave the reference answer or was not called; two ids are alike only within a query. A Gram matrix
+    of one-hot deviation vectors, so positive semi-definite."""
+    d = np.asarray(deviation)
+    alike = (d[:, :, None] == d[:, None, :]) & (d[:, :, None] >= 0)
+    return np.einsum("n,nij->ij", weights, alike) / max(float(weights.sum()), 1e-12)
+
+
+def answer_similarity(gram: np.ndarray, ridge: float) -> np.ndarray:
+    """A correlation matrix from a deviation Gram: (G + ridge·I) scaled to a unit diagonal. `ridge` is
+    a private deviation rate every proposer is credited with, so one that never deviated is similar
+    to no one, and the matrix is positive definite."""
+    g = gram + ridge * np.eye(len(gram))
+    scale = 1.0 / np.sqrt(np.diag(g))
+    return g * scale[:, None] * scale[None, :]
+
+
+def log_volume(similarity: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Per row of `members` (proposer indices, -1 in unused slots), log det of the members'
+    similarity submatrix: 0 for one member or members that never deviate alike, more negative the
+    more redundant they are (the diversity term of a determinantal point process)."""
+    valid = members >= 0
+    safe = np.where(valid, members, 0)
+    sub = similarity[safe[:, :, None], safe[:, None, :]]
+    eye = np.eye(members.shape[1], dtype=bool)
+    sub = np.where(valid[:, :, None] & valid[:, None, :], sub, eye)
+    return np.linalg.slogdet(sub)[1]
+
+
+def dpp_greedy(quality: np.ndarray, similarity: np.ndarray, k: int, diversity: float) -> list[int]:
+    """k proposers chosen greedily for the largest 2·Σ log quality + diversity · log det similarity:
+    the MAP of a determinantal point process with kernel diag(q)·S·diag(q) (Kulesza & Taskar 2012)
+    when `diversity` is 1, top-k by quality when it is 0. Ties go to the lower index."""
+    logq = 2.0 * np.log(np.clip(quality, 1e-6, None))
+    m = len(quality)
+    chosen: list[int] = []
+    for _ in range(min(k, m)):
+        rest = np.array([j for j in range(m) if j not in chosen])
+        members = np.array([chosen + [int(j)] for j in rest])
+        gain = logq[rest] + (diversity * log_volume(similarity, members) if diversity else 0.0)
+        chosen.append(int(rest[int(np.argmax(gain))]))
+    return chosen

@@ -16,15 +16,19 @@ from moa_lab.topology import AgentSpec
 class LearnedSelector:
     """A selector backed by a router artifact: embeds the query, predicts each proposer's success and
     cost, and calls the subset the router's rule picks. `lam` is the price of a dollar in quality
-    points (larger = cheaper subsets); `k` and `max_usd` cap the subset."""
+    points (larger = cheaper subsets); `k` and `max_usd` cap the subset; `diversity` is the quality
+    points one nat of the chosen proposers' log-volume is worth (see `SubsetRule`; 0 = off)."""
 
-    def __init__(self, router: Router, embedder: Embedder, *, lam: float, k: int | None, max_usd: float | None) -> None:
+    def __init__(self, router: Router, embedder: Embedder, *, lam: float, k: int | None, max_usd: float | None,
+                 diversity: float = 0.0) -> None:
         router.check_embedder(embedder)
         self.router = router
         self.embedder = embedder
         self.lam = lam
         self.k = k
         self.max_usd = max_usd
+        self.diversity = diversity
+        router.rule.check_diversity(diversity)
         self._order: np.ndarray | None = None
         self._position = np.zeros(0, int)
         self._keys: tuple[str, ...] = ()
@@ -46,28 +50,29 @@ class LearnedSelector:
         x = self.embedder.encode([query])
         p = self.router.success(x)[0]
         usd = self.router.cost(np.array([len(query)]))[0]
-        chosen = self.router.choose(p, usd, lam=self.lam, k=self.k, max_usd=self.max_usd, x=x[0])
+        chosen = self.router.choose(p, usd, lam=self.lam, k=self.k, max_usd=self.max_usd, x=x[0], diversity=self.diversity)
         return [int(self._position[j]) for j in chosen]
 
 
 def learned_selector(path: str, lam: float | None = None, k: int | None = None, max_usd: float | None = None,
-                     embedder: str | dict[str, Any] | None = None) -> LearnedSelector:
+                     embedder: str | dict[str, Any] | None = None, diversity: float | None = None) -> LearnedSelector:
     """Route each query with a trained router artifact (`moa-lab router train`)."""
     router = Router.load(path)
     defaults = router.meta.get("defaults", {})
-    built = _shared_embedder(embedder if embedder is not None else router.meta["embedder"]["spec"])
+    built = shared_embedder(embedder if embedder is not None else router.meta["embedder"]["spec"])
     return LearnedSelector(
         router, built,
         lam=float(defaults.get("lam", 0.0) if lam is None else lam),
         k=defaults.get("k") if k is None else int(k),
         max_usd=defaults.get("max_usd") if max_usd is None else float(max_usd),
+        diversity=float(defaults.get("diversity", 0.0) if diversity is None else diversity),
     )
 
 
 _EMBEDDERS: dict[str, Embedder] = {}
 
 
-def _shared_embedder(spec: str | Mapping[str, Any]) -> Embedder:
+def shared_embedder(spec: str | Mapping[str, Any]) -> Embedder:
     """One embedder per spec per process: a study builds a selector per trial, the model loads once
     and each query is embedded once."""
     key = json.dumps(spec, sort_keys=True)

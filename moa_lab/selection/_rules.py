@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from moa_lab.selection._kernels import latent_vote_quality, nearest, synthesize_quality
+from moa_lab.core import ConfigError
+from moa_lab.selection._kernels import latent_vote_quality, log_volume, nearest, synthesize_quality
 from moa_lab.selection._vote import vote_static
 
 
@@ -61,8 +62,9 @@ class Library:
     _greedy_overall: dict[tuple[int, ...], float] = field(default_factory=dict, init=False, repr=False)
 
     def choose(self, x: np.ndarray, greedy: list[int], usd: np.ndarray, *, lam: float, k: int | None,
-               max_usd: float | None) -> list[int]:
-        """The library subset or `greedy`, whichever the query's neighbours rate best net of lam × $."""
+               max_usd: float | None, bonus: np.ndarray | None = None) -> list[int]:
+        """The library subset or `greedy`, whichever the query's neighbours rate best net of lam × $
+        (plus `bonus`, one per library subset and one for `greedy`, when given)."""
         index, w = nearest(self.memory @ x, self.k)
         alpha = self.shrink
         local = (w @ self.outcome[index] + alpha * self.overall) / (w.sum() + alpha)
@@ -75,6 +77,8 @@ class Library:
         spend = np.append(np.where(valid, usd[np.where(valid, self.members, 0)], 0.0).sum(axis=1), usd[greedy].sum())
         sizes = np.append(valid.sum(axis=1), len(greedy))
         utility = np.append(local, mine) - lam * spend
+        if bonus is not None:
+            utility = utility + bonus
         allowed = np.ones(len(utility), bool)
         if k is not None:
             allowed &= sizes <= k
@@ -87,26 +91,46 @@ class Library:
 
 @dataclass
 class SubsetRule:
-    """The subset maximising predicted final quality − lam × predicted $, within a size and $ limit.
+    """The subset maximising predicted final quality − lam × predicted $ (+ diversity × the
+    members' log-volume), within a size and $ limit.
 
     The per-proposer predictions build one candidate greedily. With a `library` (vote routers), each
     measured subset's vote is also judged by how it did on the query's nearest training queries,
     which sees what independent estimates cannot: whose errors coincide, and how the vote really
-    breaks ties."""
+    breaks ties. With a `similarity` of the proposers' errors (`answer_similarity` of the training
+    rows' wrong answers), a `diversity` weight adds the log det of the members' similarity, 0 for
+    members that never err alike and more negative the more alike they err: quality points traded
+    for disagreement among the chosen."""
 
     model: VoteModel | SynthesisModel | SingleModel
     library: Library | None = None
+    similarity: np.ndarray | None = None
+    _library_volume: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def check_diversity(self, diversity: float) -> None:
+        """A negative weight, or a weight for a rule without error similarity, is a ConfigError."""
+        if diversity < 0:
+            raise ConfigError(f"diversity must be at least 0 (0 = off), not {diversity}")
+        if diversity and self.similarity is None:
+            raise ConfigError("this router has no error similarity (trained before the diversity knob): retrain it to use diversity")
 
     def choose(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None = None,
-               max_usd: float | None = None, x: np.ndarray | None = None) -> list[int]:
+               max_usd: float | None = None, x: np.ndarray | None = None, diversity: float = 0.0) -> list[int]:
         """Indices of the chosen proposers, most likely to succeed first. `p` and `usd` are one
         query's predictions per proposer; `x` its embedding (the library needs it)."""
-        greedy = self.greedy(p, usd, lam=lam, k=k, max_usd=max_usd)
+        self.check_diversity(diversity)
+        greedy = self.greedy(p, usd, lam=lam, k=k, max_usd=max_usd, diversity=diversity)
         if x is None or self.library is None:
             return greedy
-        return self.library.choose(x, greedy, usd, lam=lam, k=k, max_usd=max_usd)
+        bonus = None
+        if diversity and self.similarity is not None:
+            if self._library_volume is None:
+                self._library_volume = log_volume(self.similarity, self.library.members)
+            bonus = diversity * np.append(self._library_volume, log_volume(self.similarity, np.array([greedy])))
+        return self.library.choose(x, greedy, usd, lam=lam, k=k, max_usd=max_usd, bonus=bonus)
 
-    def greedy(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None, max_usd: float | None) -> list[int]:
+    def greedy(self, p: np.ndarray, usd: np.ndarray, *, lam: float, k: int | None, max_usd: float | None,
+               diversity: float = 0.0) -> list[int]:
         """Grow the subset one or two proposers at a time while the predicted utility rises."""
         k = len(p) if k is None else max(1, min(k, len(p)))
         chosen: list[int] = []
@@ -121,6 +145,8 @@ class SubsetRule:
             probs = np.where(valid, p[members], 0.0)
             spend = np.where(valid, usd[members], 0.0).sum(axis=1)
             utility = self.model.quality(probs, valid, members) - lam * spend
+            if diversity and self.similarity is not None:
+                utility = utility + diversity * log_volume(self.similarity, members)
             if max_usd is not None:
                 utility = np.where(spend <= max_usd, utility, -np.inf)
             i = int(np.argmax(utility))

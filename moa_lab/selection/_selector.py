@@ -89,9 +89,36 @@ def random_k(k: int, seed: int = 0) -> RandomK:
 
 @selector("learned")
 def learned(path: str, lam: float | None = None, k: int | None = None, max_usd: float | None = None,
-            embedder: str | dict[str, Any] | None = None) -> Selector:
-    """Route each query with a trained router artifact (`moa-lab router train`); λ, k and max_usd
-    default to the artifact's."""
+            embedder: str | dict[str, Any] | None = None, diversity: float | None = None) -> Selector:
+    """Route each query with a trained router artifact (`moa-lab router train`); λ, k, max_usd and
+    diversity default to the artifact's.
+
+    Args:
+        path: the router artifact folder.
+        lam: quality points one dollar is worth (larger = cheaper subsets).
+        k: at most this many proposers per query.
+        max_usd: at most this predicted $ per query.
+        embedder: the query embedder (default: the one the router was trained with).
+        diversity: quality points one nat of the chosen proposers' error log-volume is worth:
+            above 0, subsets whose members err alike lose to ones whose errors differ.
+    """
     from moa_lab.selection._learned import learned_selector  # numpy and the embedder load only when used
 
-    return learned_selector(path, lam, k, max_usd, embedder)
+    return learned_selector(path, lam, k, max_usd, embedder, diversity)
+
+
+@selector("diverse")
+def diverse(path: str, k: int, diversity: float | None = None, embedder: str | dict[str, Any] | None = None) -> Selector:
+    """Call the k proposers that are competent near the query and whose mistakes differ, read
+    without labels from a reference set of recorded answers (`moa-lab router diverse`).
+
+    Args:
+        path: the reference folder.
+        k: the number of proposers per query.
+        diversity: the weight of dissimilar mistakes against competence (1, the default, is a
+            determinantal point process; 0 is the k most competent).
+        embedder: the query embedder (default: the one the reference was built with).
+    """
+    from moa_lab.selection._diverse import diverse_selector  # numpy and the embedder load only when used
+
+    return diverse_selector(path, _positive(k), diversity, embedder)
