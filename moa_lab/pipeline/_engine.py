@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 
 from moa_lab.agents import AgentContext, AggregationError
 from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, Stage, StoreDamaged
