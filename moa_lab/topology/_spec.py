@@ -30,8 +30,8 @@ class AgentSpec(BaseModel):
 
 class CascadeSpec(BaseModel):
     """A layer's proposers called in stages, stopping when their answers agree:
-    `{stages: [2, 4], threshold: 0.67}` calls the first 2 proposers, stops if at least 67% of their
-    answers agree, else calls proposers 3 and 4 and checks again, else calls the rest. The stages
+    `{stages: [2, 4], threshold: 0.75}` calls the first 2 proposers and stops if they agree (1.0),
+    else calls proposers 3 and 4 and stops if 3 of the 4 agree (0.75), else calls the rest. The stages
     are the number of proposers called by the end of each stage but the last, which always ends
     with the whole layer (in layer 1: every proposer the selector chose, in its order; put the
     cheapest first). Without `stages` the layer is one stage (for `exit` alone).
