@@ -11,7 +11,9 @@
 
 Methods at each k: `diverse`; `top-k`, the k most competent by the same label-free competence
 (diversity 0); `top-k-train`, the k most accurate on the training split (labels); `random-k`, the
-mean of 20 random draws per query. Printed per k: the vote's accuracy, the share of queries where
+mean of 20 random draws per query. Each pool is then measured again with a reference built from the
+labels (`--labels`: competence is being right, a mistake a wrong answer), a diagnostic of what the
+label-free consensus costs. Printed per k: the vote's accuracy, the share of queries where
 any chosen proposer is right, $ per query, and diverse's ratio to each baseline with a 95%
 bootstrap interval (questions resampled, all splits a question is held out in kept together).
 
@@ -56,6 +58,8 @@ def main() -> None:
         runs = [_split(args.data, out / f"gsm8k-seed{s}", s, args.ks) for s in args.seeds]
         _table(f"(a) GSM8K, 18 recorded models, seeds {args.seeds}", runs, args.ks, dollars=True)
         _choice_time(args.data, out / f"gsm8k-seed{args.seeds[0]}", runs[0])
+        runs = [_split(args.data, out / f"gsm8k-labels-seed{s}", s, args.ks, labels=True) for s in args.seeds]
+        _table("(a') the same with a labelled reference (diagnostic: competence = being right)", runs, args.ks, dollars=True)
         print(f"({time.perf_counter() - start:.0f} s)")
     if args.router_diversity and not args.skip_gsm8k:
         _router_knob(args.data, out / "gsm8k-router-seed0", args.router_diversity)
@@ -65,6 +69,10 @@ def main() -> None:
         runs = [_split(runlog, out / f"embedded-seed{s}", s, args.embedded_ks, extractor="exact") for s in args.seeds]
         _table(f"(b) embedded model, 8 prompt variants, seeds {args.seeds}", runs, args.embedded_ks, dollars=False)
         _live_check(runlog, out / f"embedded-seed{args.seeds[0]}", out / "embedded-live.jsonl", runs[0])
+        runs = [_split(runlog, out / f"embedded-labels-seed{s}", s, args.embedded_ks, labels=True, extractor="exact")
+                for s in args.seeds]
+        _table("(b') the same with a labelled reference (diagnostic: competence = being right)", runs, args.embedded_ks,
+               dollars=False)
         print(f"({time.perf_counter() - start:.0f} s)")
 
 
@@ -76,8 +84,9 @@ def _cpu() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
 
 
-def _split(source: str | Path, folder: Path, seed: int, ks: list[int], **data_args: str) -> Comparison:
-    build_reference(source, folder, seed=seed, **data_args)
+def _split(source: str | Path, folder: Path, seed: int, ks: list[int], *, labels: bool = False,
+           **data_args: str) -> Comparison:
+    build_reference(source, folder, seed=seed, labels=labels, **data_args)
     return compare_selectors(folder, source, ks)
 
 

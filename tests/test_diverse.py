@@ -119,6 +119,23 @@ def test_diverse_votes_better_than_top_k_on_held_out_questions(recorded: Path, r
     assert result.get("random-k", 3).usd.mean() == pytest.approx(result.get("diverse", 3).usd.mean(), rel=0.2)
 
 
+def test_a_labelled_reference_reads_being_right_where_the_consensus_is_wrong(recorded: Path, tmp_path: Path) -> None:
+    """Where the clones' shared mistake is the plurality, the label-free reference counts it as the
+    consensus; a labelled reference counts being right."""
+    free = build_reference(recorded, tmp_path / "free", embedder=HASH, prices=str(recorded / "prices.yaml"), endpoint="fake")
+    labelled = build_reference(recorded, tmp_path / "labels", embedder=HASH, prices=str(recorded / "prices.yaml"),
+                               endpoint="fake", labels=True)
+    assert free.meta["training"]["competence"] == "consensus" and labelled.meta["training"]["competence"] == "labels"
+    data = load_routing_data(recorded, prices=str(recorded / "prices.yaml"), endpoint="fake", scorer="numeric", extractor="answer")
+    train_rows, _ = data.split(0.3, 0)
+    right = np.nan_to_num(data.rows(train_rows).success)
+    assert np.array_equal(labelled.arrays["agree"], right.astype(np.float32))
+    names = free.meta["names"]
+    guesser = names.index("guesser")
+    assert labelled.arrays["pool_agree"][guesser] == pytest.approx(right[:, guesser].mean())
+    assert (np.nan_to_num(free.arrays["agree"], nan=-1) != labelled.arrays["agree"]).any()
+
+
 def test_consensus_is_the_plurality_and_ties_go_to_the_proposer_that_agrees_most() -> None:
     answers = np.array([[1, 2, 0, 0], [1, 2, 0, 0], [0, 1, 2, 2], [-1, -1, -1, -1], [0, 0, 1, 1]])
     known = np.ones_like(answers, bool)

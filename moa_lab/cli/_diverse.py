@@ -22,6 +22,7 @@ def diverse_(
     compare: Annotated[str, typer.Option(help="Sizes k at which to compare diverse, top-k and random-k on the held-out split (comma-separated; empty for none).")] = "2,3,5",
     test_fraction: Annotated[float, typer.Option(help="Share of queries held out for the comparison.")] = 0.3,
     seed: Annotated[int, typer.Option(help="Seed of the split and of random-k.")] = 0,
+    labels: Annotated[bool, typer.Option("--labels", help="Judge competence and mistakes by the scores instead of the pool's consensus (a diagnostic where the consensus is often wrong).")] = False,
     all_rows: Annotated[bool, typer.Option("--all", help="Build from every query (for deployment; nothing left to compare on).")] = False,
     scorer: Annotated[str, typer.Option(help="Scorer for recorded answers (only the comparison reads scores).")] = "numeric",
     extractor: Annotated[Optional[str], typer.Option(help="Answer extractor that says which answers are the same (default: answer for recorded data, normalized for RunLogs).")] = None,
@@ -29,7 +30,7 @@ def diverse_(
     prices: Annotated[Optional[Path], typer.Option(help="YAML of extra list prices ({model: {input, output}}, $ per million tokens).")] = None,
 ) -> None:
     """Build a diverse selector's reference set: how each proposer's recorded answers stand to the
-    pool's consensus, per reference query (no labels read). Use it with
+    pool's consensus, per reference query (no labels read unless --labels). Use it with
     `selector: {kind: diverse, path: OUT, k: 3}`."""
     data = dataset_path(data)
     from moa_lab.routing import build_reference, compare_selectors, ratio_interval
@@ -39,10 +40,11 @@ def diverse_(
                  "prices": str(prices.resolve()) if prices else None}
     with console.status("embedding queries and building the reference"):
         reference = build_reference(data, out, embedder=embedder, test_fraction=test_fraction, seed=seed,
-                                    holdout=not all_rows, diversity=diversity, **data_args)
+                                    holdout=not all_rows, diversity=diversity, labels=labels, **data_args)
     meta, arrays = reference.meta, reference.arrays
     training = meta["training"]
-    table = Table("proposer", "gives the consensus", title=f"reference: {training['queries']} queries, {len(meta['names'])} proposers")
+    agreed = "is right" if labels else "gives the consensus"
+    table = Table("proposer", agreed, title=f"reference: {training['queries']} queries, {len(meta['names'])} proposers")
     for name, share in sorted(zip(meta["names"], arrays["pool_agree"]), key=lambda t: -t[1]):
         table.add_row(name, f"{share:.3f}")
     console.print(table)

@@ -57,11 +57,13 @@ def error_similarity(data: RoutingData) -> np.ndarray:
 
 
 def fit_reference(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder_spec: dict[str, Any], *,
-                  diversity: float = 1.0, provenance: Mapping[str, Any] | None = None) -> Reference:
+                  diversity: float = 1.0, labels: bool = False, provenance: Mapping[str, Any] | None = None) -> Reference:
     """The reference set of a diverse selector from every row of `data` (query embeddings `x`).
-    Labels are never read: a cell's score only says whether the proposer was called. The
+    Labels are not read (a cell's score only says whether the proposer was called) unless `labels`:
+    then the right answer takes the consensus's place, competence is being right and a mistake is a
+    wrong answer (where the consensus itself is often wrong, this tells how much it costs). The
     neighbourhood size and shrinkage are those whose leave-one-out competence best predicts, by log
-    loss, whether each proposer gives the consensus on a reference query it has not seen."""
+    loss, whether each proposer gives the agreed answer on a reference query it has not seen."""
     if diversity < 0:
         raise ConfigError(f"diversity must be at least 0, not {diversity}")
     if len(data.ids) < 10:
@@ -69,8 +71,11 @@ def fit_reference(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder
     start = time.perf_counter()
     known = ~np.isnan(data.scores)
     z = consensus(data.answers, known)
-    given = (data.answers == z[:, None]) & (z[:, None] >= 0)
-    agree = np.where(known & (z[:, None] >= 0), given.astype(np.float32), np.nan).astype(np.float32)
+    if labels:
+        given, settled = np.nan_to_num(data.success) > 0, np.ones(len(z), bool)
+    else:
+        given, settled = (data.answers == z[:, None]) & (z[:, None] >= 0), z >= 0
+    agree = np.where(known & settled[:, None], given.astype(np.float32), np.nan).astype(np.float32)
     deviation = deviations(data.answers, given, known)
     neighbours, shrink, loss = _choose_neighbourhood(x, agree)
     pool_agree = np.nansum(agree, axis=0) / np.maximum((~np.isnan(agree)).sum(axis=0), 1)
@@ -90,7 +95,8 @@ def fit_reference(data: RoutingData, x: np.ndarray, embedder: Embedder, embedder
         "defaults": {"diversity": diversity},
         "training": {
             "source": data.source, "hash": data.fingerprint(), "queries": len(data.ids),
-            "consensus_share": round(float((z >= 0).mean()), 4), "loo_log_loss": round(loss, 5),
+            "competence": "labels" if labels else "consensus", "consensus_share": round(float((z >= 0).mean()), 4),
+            "loo_log_loss": round(loss, 5),
             "seconds": round(time.perf_counter() - start, 2), **(provenance or {}),
         },
     }

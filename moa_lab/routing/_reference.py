@@ -49,9 +49,10 @@ class Comparison:
 
 def build_reference(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] = "minilm",
                     test_fraction: float = 0.3, seed: int = 0, holdout: bool = True, diversity: float = 1.0,
-                    **data_args: Any) -> Reference:
-    """Build a diverse selector's reference set from `source` and write it to `out`. With `holdout`
-    (the default) the seeded test split is left out, so `compare_selectors` measures on queries the
+                    labels: bool = False, **data_args: Any) -> Reference:
+    """Build a diverse selector's reference set from `source` and write it to `out` (from the
+    scores instead of the consensus with `labels`, see `fit_reference`). With `holdout` (the
+    default) the seeded test split is left out, so `compare_selectors` measures on queries the
     reference does not hold."""
     spec = {"kind": embedder} if isinstance(embedder, str) else dict(embedder)
     loaded = embed_data(source, spec, **data_args)
@@ -63,7 +64,7 @@ def build_reference(source: str | Path, out: str | Path, *, embedder: str | dict
         "data_args": {k: str(v) for k, v in data_args.items() if v is not None},
     }
     reference = fit_reference(data.rows(rows), loaded.x[rows], loaded.embedder, spec, diversity=diversity,
-                              provenance=provenance)
+                              labels=labels, provenance=provenance)
     reference.save(out)
     return reference
 
