@@ -16,6 +16,7 @@ sub-pool i splits with seed + i), and counts where the router and the cascade be
 
 --reuse reads finished splits or sub-pools back from --out (their stored eval.json) instead of redoing
 them; with --only I J ... just those sub-pools are done, so slices can run side by side.
+--cascades-only learns and replays only the cascades and the static subsets per split (no router).
 """
 
 from __future__ import annotations
@@ -63,6 +64,51 @@ def splits(args: argparse.Namespace) -> None:
           f"curve area ≥ the best static subsets' on {met_area} of {n}")
 
 
+def cascades_only(args: argparse.Namespace) -> None:
+    """Per seed, only what needs no router: the cascades and the best static subsets, learned on the
+    training split exactly as `router train` learns them, replayed on the held-out split."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from moa_lab.routing import load_routing_data
+    from moa_lab.routing._cascade import candidates, front_plans, replay
+    from moa_lab.routing._evaluate import _area
+    from moa_lab.routing._subsets import SubsetTable
+    from moa_lab.routing._train import kfold
+    from moa_lab.selection import vote_static
+
+    data = load_routing_data(args.data, prices=args.prices)
+    print(f"{'seed':>4} {'best single (train)':<27}{'acc':>6}{'$/q':>10} | {'area cascade':>12}{'static':>9} | {'$ share cascade':>15}{'static':>9} | {'s':>5}")
+    for seed in args.seeds:
+        start = time.perf_counter()
+        train_rows, test_rows = data.split(0.3, seed)
+        tr, te = data.rows(train_rows), data.rows(test_rows)
+        with threadpool_limits(1):
+            table = SubsetTable.measure(tr)
+            plans = front_plans(candidates(tr, table, kfold(len(tr.ids), 5, seed)), table)
+        best = int(np.argmax(np.nanmean(tr.success, axis=0)))
+        best_acc, best_usd = float(te.success[:, best].mean()), float(np.nanmean(te.cost[:, best]))
+        cascade = [(float(s.mean()), float(r.mean())) for r, s, _ in (replay(p, te) for p in plans)]
+        static = [(float(np.nansum(te.cost[:, table.members[i]], axis=1).mean()), float(vote_static(te.answers, te.success, table.members[i]).mean()))
+                  for i in table.front()]
+        lo, hi = float(np.nanmean(te.cost, axis=0).min()), float(np.nansum(te.cost, axis=1).mean())
+
+        def area(pts: list[tuple[float, float]]) -> float:
+            return _area([_Point(u, a) for u, a in pts], lo, hi)
+
+        def at_best(pts: list[tuple[float, float]]) -> float | None:
+            usd = [u for u, a in pts if a >= best_acc]
+            return min(usd) / best_usd if usd else None
+
+        print(f"{seed:>4} {data.names[best][:26]:<27}{best_acc:>6.3f}{best_usd:>10.2e} | {area(cascade):>12.4f}{area(static):>9.4f} | "
+              f"{share(at_best(cascade)):>15}{share(at_best(static)):>9} | {time.perf_counter() - start:>5.0f}", flush=True)
+
+
+class _Point:
+    def __init__(self, usd: float, accuracy: float) -> None:
+        self.usd, self.accuracy = usd, accuracy
+
+
 def subpools(args: argparse.Namespace) -> None:
     spec = {"kind": "minilm"}
     loaded = embed_data(args.data, spec, prices=args.prices)
@@ -96,6 +142,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=9, help="models per sub-pool")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sub-pool draws")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--cascades-only", action="store_true", help="per split, only the cascades and static subsets (no router: minutes, not hours)")
     parser.add_argument("--reuse", action="store_true", help="read finished splits / sub-pools back from --out instead of redoing them")
     parser.add_argument("--only", type=int, nargs="+", help="do only these sub-pools (to run slices in parallel; then --reuse)")
     args = parser.parse_args()
@@ -103,6 +150,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {date.today()}; data {args.data}")
     if args.subpools:
         subpools(args)
+    elif args.cascades_only:
+        cascades_only(args)
     else:
         splits(args)
 
