@@ -38,7 +38,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/guide.md")
-TIMEOUT_S = 3600
 SKIP = (
     (re.compile(r"^pytest\b|&& pytest\b"), "the test suite: run it separately (`pytest`, `pytest --slow`)"),
     (re.compile(r"^pip install"), "installs packages: the clone runs on this environment's install (PYTHONPATH)"),
@@ -187,8 +186,8 @@ class Runner:
     """Runs commands in the clone, in document order, keeping servers and python sessions alive
     between them."""
 
-    def __init__(self, clone: Path, env: dict[str, str], logs: Path) -> None:
-        self.clone, self.env, self.logs = clone, env, logs
+    def __init__(self, clone: Path, env: dict[str, str], logs: Path, timeout: float) -> None:
+        self.clone, self.env, self.logs, self.timeout = clone, env, logs, timeout
         self.service: tuple[Service, Result, float] | None = None
         self.python: PythonSession | None = None
         self.results: list[Result] = []
@@ -217,11 +216,17 @@ class Runner:
     def _shell(self, cmd: Command, text: str, note: str) -> Result:
         start = time.perf_counter()
         log = self._log(cmd)
+        proc = subprocess.Popen(text, shell=True, cwd=self.clone, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, executable="/bin/bash", start_new_session=True)
         try:
-            done = subprocess.run(text, shell=True, cwd=self.clone, env=self.env, capture_output=True, text=True,
-                                  timeout=TIMEOUT_S, executable="/bin/bash")
+            stdout, stderr = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            return self._done(Result(cmd, f"FAILED (timeout {TIMEOUT_S} s)", TIMEOUT_S, note))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the command and everything it started
+            stdout, stderr = proc.communicate()
+            log.write_text(f"$ {text}\n{stdout}\n--- stderr ---\n{stderr}")
+            return self._done(Result(cmd, f"FAILED (timeout {self.timeout:.0f} s)", self.timeout, note))
+        done = subprocess.CompletedProcess(text, proc.returncode, stdout, stderr)
         log.write_text(f"$ {text}\n{done.stdout}\n--- stderr ---\n{done.stderr}")
         status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
         if done.returncode == 0 and text.startswith("curl ") and '"choices"' not in done.stdout:
@@ -250,7 +255,7 @@ class Runner:
             note = (note + "; " if note else "") + db_note
         start = time.perf_counter()
         service = Service(text, documented, self.clone, self.env, self._log(cmd))
-        up = service.wait_up(300)
+        up = service.wait_up(600)
         result = Result(cmd, "ok" if up else "FAILED (never listened)", time.perf_counter() - start,
                         (note + "; " if note else "") + f"port {service.port} for {documented}")
         if not up:
@@ -398,6 +403,7 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=None, help="an assembled models/ folder to link into the fresh cache")
     parser.add_argument("--only", default=None, help="run only commands matching this regex (the table is not written)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "readme-commands.md")
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds a command may take (a loaded machine is slow)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="moa-readme-"))
     clone = args.clone or work / "moa-lab"
@@ -419,7 +425,7 @@ def main() -> int:
     if not where.startswith(str(clone)):
         sys.exit(f"moa_lab imports from {where}, not the clone: check PYTHONPATH and the editable install")
     print(f"clone {clone} ({commit}), cache {cache}, data mirror {mirror}, logs {logs}", flush=True)
-    runner = Runner(clone, env, logs)
+    runner = Runner(clone, env, logs, args.timeout)
     total, load_start = time.perf_counter(), os.getloadavg()[1]
     for doc in DOCS:
         for cmd in extract(doc, clone):

@@ -76,6 +76,9 @@ def test_a_moa_run_on_an_http_endpoint_replays_whole_from_its_export(tmp_path: P
     base_url = server.start()
     exp = _experiment(tmp_path, f'{{srv: {{kind: openai, base_url: "{base_url}"}}}}', "srv/m", "srv/agg", items=3,
                       extra="prices: {m: {input: 1.0, output: 2.0}, agg: {input: 3.0, output: 4.0}}\nbudget: {usd: 5.0}\n")
+    wrong = _cli("eval", str(exp), "--replay", str(tmp_path / "nowhere"), cache=tmp_path / "cache")
+    assert wrong.returncode == 2 and f"{tmp_path / 'nowhere'}: not a recording (no calls.jsonl in it)" in wrong.stderr
+    assert not (tmp_path / "out").exists()  # refused before a run folder was made
     first = _cli("eval", str(exp), cache=tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-2000:] + first.stdout[-2000:]
     served = len(server.calls)

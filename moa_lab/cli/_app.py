@@ -18,7 +18,7 @@ from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query
 from moa_lab.core import ConfigError, Sample, StoreDamaged
 from moa_lab.evaluation import Experiment, ExperimentRun, groups
-from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir
+from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir, recording_file
 from moa_lab.pipeline import Pipeline
 from moa_lab.tracking import QueryRecord, redact_uri
 from moa_lab.registry import names
@@ -146,8 +146,8 @@ def _execute(exp: Experiment, *, resume: bool, keep_failed: bool, track: bool, t
 
     # bad inputs, unpriced models under a budget included, fail before a model, store or folder is made
     check_prices(exp, exp.model_set(use_cache=False), groups(exp))
-    if replay is not None and not (replay.is_file() or (replay / "calls.jsonl").is_file()):
-        raise ConfigError(f"{replay}: not a recording (no calls.jsonl in it); make one with `moa-lab record export RUN --out {replay}`")
+    if replay is not None:
+        recording_file(replay)
     folder = run_folder(exp, resume=resume)
     models = exp.model_set(use_cache=False if no_cache else None, run=folder, replay=replay)  # a budget's ledger lives in the run
     tracker = None

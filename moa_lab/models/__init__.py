@@ -8,7 +8,7 @@ from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._modelset import ModelSet, default_cache_dir
 from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_tokens_of_length, estimate_usage
-from moa_lab.models._recording import RecordedCall, replay_key, write_recording
+from moa_lab.models._recording import RecordedCall, recording_file, replay_key, write_recording
 
 __all__ = [
     "Admission",
@@ -36,6 +36,7 @@ __all__ = [
     "estimate_tokens_of_length",
     "estimate_usage",
     "process_alive",
+    "recording_file",
     "replay_key",
     "write_recording",
 ]

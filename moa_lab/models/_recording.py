@@ -97,6 +97,15 @@ def describe_request(request: Request) -> str:
     return f"{form}, sample {request.sample_index}, temperature {s.temperature}, max_tokens {s.max_tokens}, ending {tail!r}"
 
 
+def recording_file(path: Path) -> Path:
+    """The calls file of a recording (`path` is its folder or the file itself); a ConfigError naming
+    the path and how to make one when it is neither."""
+    calls = path / CALLS_FILE if path.is_dir() else path
+    if not calls.is_file():
+        raise ConfigError(f"{path}: not a recording (no {CALLS_FILE} in it); make one with `moa-lab record export RUN --out {path}`")
+    return calls
+
+
 def write_recording(folder: Path, calls: Iterable[RecordedCall], manifest: dict[str, Any]) -> Path:
     """Write a recording folder (`calls.jsonl` and `recording.json`, each replaced whole) and return
     the calls file. A folder holding anything but a recording is refused, so nothing is overwritten
