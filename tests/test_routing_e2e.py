@@ -44,7 +44,9 @@ def test_gsm8k_pool_train_and_eval_through_the_cli(minilm, data_dir: Path, tmp_p
     assert res.exit_code == 0, res.output
     result = json.loads((out / "eval" / "eval.json").read_text())
     methods = {p["method"] for p in result["points"]}
-    assert methods == {"router", "router-true-p", "best-single", "cheapest", "all", "top-k", "random-k", "static-best", "oracle"}
+    assert methods == {"router", "routing-only", "router-true-p", "cascade", "best-single", "cheapest", "all", "top-k", "random-k",
+                       "static-best", "oracle"}
+    assert result["summary"]["area_cascade"] is not None  # the learned cascades were replayed on the held-out split
     assert result["test_queries"] == 396 and result["train_queries"] == 923
     assert len([p for p in result["points"] if p["method"] == "top-k"]) == 18
     all18 = next(p for p in result["points"] if p["method"] == "all")
