@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from moa_lab.embedding import build_embedder
-from moa_lab.selection import Router
+from moa_lab.selection import Reference, Router
 
 # The least each built-in with required arguments needs; every other built-in builds with no arguments.
 # "<tmp>" is replaced by the test's temporary folder, where the files named here are written.
@@ -22,6 +22,7 @@ MINIMAL_ARGS: dict[str, dict[str, object]] = {
     "selector:first-k": {"k": 2},
     "selector:random-k": {"k": 2},
     "selector:learned": {"path": "<tmp>/router"},
+    "selector:diverse": {"path": "<tmp>/reference", "k": 1},
     "topology:for-task": {"topology": {"layers": [{"proposers": [{"agent": "plain", "model": "local"}]}]}, "task": "opposites"},
     "scorer:judge-pairwise": {"model": "judge/model"},
     "scorer:judge-single": {"model": "judge/model", "prompts": "<tmp>/judge_prompts.jsonl"},
@@ -52,11 +53,15 @@ print(json.dumps({"built": built, "failed": failed}))
 
 
 def _artifacts(tmp: Path) -> None:
-    """A router artifact with no proposers (enough to load) and a one-prompt judge prompts file."""
+    """A router artifact and a diverse reference with no proposers (enough to load) and a one-prompt judge prompts file."""
     embedder = build_embedder({"kind": "hash", "dim": 16})
     meta = {"aggregator": "vote", "proposers": [], "predictors": [],
             "embedder": {"id": embedder.id, "dim": embedder.dim, "spec": {"kind": "hash", "dim": 16}}}
     Router(meta, {"platt": np.zeros((0, 2)), "cost": np.zeros((0, 2))}).save(tmp / "router")
+    reference = {"proposers": [], "embedder": meta["embedder"], "neighbours": 1, "shrink": 1.0}
+    empty = {"memory": np.zeros((0, 16)), "agree": np.zeros((0, 0)), "deviation": np.zeros((0, 0)),
+             "pool_agree": np.zeros(0), "pool_gram": np.zeros((0, 0))}
+    Reference(reference, empty).save(tmp / "reference")
     prompt = {"name": "single-v1", "type": "single", "system_prompt": "You are a judge.",
               "prompt_template": "[Question]\\n{question}\\n[Answer]\\n{answer}", "output_format": "[[rating]]"}
     (tmp / "judge_prompts.jsonl").write_text(json.dumps(prompt) + "\n", encoding="utf-8")
