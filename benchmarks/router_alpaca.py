@@ -9,7 +9,7 @@ router's best win rate at no more than the best single's $; and the win-rate-vs-
 router and of the single systems' front chosen on the training split. Every number is in
 OUT/seed<N>/eval/eval.json.
 
-    python benchmarks/router_alpaca.py [--data ../shared/data/alpaca_eval/annotations]
+    python benchmarks/router_alpaca.py [--data data:alpaca_eval/annotations]
         [--prices experiments/prices/alpaca_eval.yaml] [--seeds 0 1 2 3 4] [--out runs/router-alpaca]
         [--sources openai-2024,anthropic-2024]
 
@@ -26,19 +26,21 @@ import statistics
 import time
 from pathlib import Path
 
+from moa_lab.benchmarks import find_data
 from moa_lab.routing import TrainConfig, evaluate, train
 
 
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(root.parent / "shared" / "data" / "alpaca_eval" / "annotations"))
+    parser.add_argument("--data", default="data:alpaca_eval/annotations")
     parser.add_argument("--prices", default=str(root / "experiments" / "prices" / "alpaca_eval.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--kinds", default="knn,logistic,mlp,mf", help="predictor kinds cross-validation chooses from")
     parser.add_argument("--out", default=str(root / "runs" / "router-alpaca"))
     parser.add_argument("--sources", help="keep only the prices with these sources (comma-separated keys of `sources:`)")
     args = parser.parse_args()
+    args.data = str(find_data(args.data, root)) if args.data.startswith("data:") else args.data  # pulled, or ../shared/data
     if args.sources:
         args.prices = str(_only_sources(Path(args.prices), args.sources.split(","), Path(args.out)))
     print(f"{datetime.date.today()}; machine: {platform.processor() or platform.machine()}, Python "

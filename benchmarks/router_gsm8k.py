@@ -11,7 +11,7 @@ the better of router and cascade meets the targets (share ≤ 15%, area ≥ stat
 With --subpools N --size M it instead trains and evaluates on N random sub-pools of M models (seeded;
 sub-pool i splits with seed + i), and counts where the router and the cascade beat static.
 
-    python benchmarks/router_gsm8k.py [--data ../shared/data/gsm8k] [--seeds 0 1 2 3 4] [--out runs/router-bench]
+    python benchmarks/router_gsm8k.py [--data data:gsm8k] [--seeds 0 1 2 3 4] [--out runs/router-bench]
     python benchmarks/router_gsm8k.py --subpools 20 --size 9 [--seed 0] [--prices FILE]
 
 --reuse reads finished splits or sub-pools back from --out (their stored eval.json) instead of redoing
@@ -28,6 +28,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from moa_lab.benchmarks import find_data
 from moa_lab.routing import RouterEval, embed_data, evaluate, evaluate_subpools, train
 
 
@@ -135,7 +136,7 @@ def subpools(args: argparse.Namespace) -> None:
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(root.parent / "shared" / "data" / "gsm8k"))
+    parser.add_argument("--data", default="data:gsm8k")
     parser.add_argument("--prices", help="YAML of extra list prices ({model: {input, output}}, $ per million tokens)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--subpools", type=int, help="train and evaluate on this many random sub-pools instead")
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="read finished splits / sub-pools back from --out instead of redoing them")
     parser.add_argument("--only", type=int, nargs="+", help="do only these sub-pools (to run slices in parallel; then --reuse)")
     args = parser.parse_args()
+    args.data = str(find_data(args.data, root)) if args.data.startswith("data:") else args.data  # pulled, or ../shared/data
     args.out = args.out or str(root / "runs" / ("router-subpools" if args.subpools else "router-bench"))
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {date.today()}; data {args.data}")
     if args.subpools:

@@ -8,7 +8,7 @@ embedding alone is timed too, so the table shows where the time goes. A router t
 subset at some λ (training found routing no better there) answers those without embedding: it is
 timed at the λ nearest --lam where it routes and, if any, where it is static.
 
-    python benchmarks/router_latency.py [--data ../shared/data/gsm8k] [--artifact DIR] [--queries 300]
+    python benchmarks/router_latency.py [--data data:gsm8k] [--artifact DIR] [--queries 300]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moa_lab.benchmarks import find_data
 from moa_lab.embedding import build_embedder
 from moa_lab.routing import load_routing_data, train
 from moa_lab.selection import AllProposers, Router, build_selector
@@ -45,11 +46,12 @@ def row(name: str, ms: list[float], base: float) -> str:
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(root.parent / "shared" / "data" / "gsm8k"))
+    parser.add_argument("--data", default="data:gsm8k")
     parser.add_argument("--artifact", help="a trained router (default: train one into a temporary folder)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--lam", type=float, default=100.0)
     args = parser.parse_args()
+    args.data = str(find_data(args.data, root)) if args.data.startswith("data:") else args.data  # pulled, or ../shared/data
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(args.artifact) if args.artifact else Path(tmp) / "router"
         if not args.artifact:

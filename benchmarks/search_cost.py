@@ -1,9 +1,17 @@
-"""Search cost: the same topology study with the shared call cache and without it, side by side.
+"""Search cost: the same topology study with its budget ledger, without one, and without a call cache.
 
 The study is `experiments/search_gsm8k_replay.yaml` (60 trials of vote subsets over the 18 recorded
-GSM8K models, on the study's search split of the 1,319 questions, list prices), run twice from scratch with the same seed: once with a
-fresh call cache shared by all trials, once with no cache. Replayed calls are charged at list price,
-so "paid" is what the study would have cost against the real endpoints.
+GSM8K models, on the study's search split of the 1,319 questions, list prices), run from scratch
+three times with the same seed, each in a fresh folder with a fresh call cache:
+
+- as `moa-lab search` runs it: the shared call cache and the study's hard $ cap kept in its durable
+  ledger (sqlite), every trial stage admitted on its worst case before any call is sent;
+- the same trials with no budget at all (nothing planned, nothing admitted): the baseline the
+  ledger's overhead is measured against;
+- with no call cache (and no cap, only a meter): what the study would cost if trials shared nothing.
+
+Replayed calls are charged at list price, so "paid" is what the study would have cost against the
+real endpoints. Calls and dollars are read back from the trials' RunLogs.
 
     python benchmarks/search_cost.py [--trials 60]
 """
@@ -12,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -20,41 +30,45 @@ import yaml
 
 from moa_lab.evaluation import Experiment, groups
 from moa_lab.models import Budget, SqliteCache
-from moa_lab.search import run_study, search_config, search_split
+from moa_lab.search import run_study, search_config, search_split, study_budget
 from moa_lab.tracking import read_runlog
 
 STUDY = Path(__file__).resolve().parents[1] / "experiments" / "search_gsm8k_replay.yaml"
 
 
-def once(folder: Path, cached: bool, trials: int) -> tuple[int, float, float, float]:
+def once(folder: Path, mode: str, trials: int) -> dict[str, float]:
+    """Run the study in `folder` as `mode` (ledger, none, uncached); its calls, $, wall and CPU seconds."""
     body = yaml.safe_load(STUDY.read_text())
-    body["output"] = str(folder / ("cached" if cached else "uncached"))
-    body["search"]["budget_usd"] = None  # measure the whole study's spend, uncapped
-    path = STUDY.parent / f".search-cost-{'c' if cached else 'u'}.yaml"  # beside the original: same relative paths
+    body["output"] = str(folder / mode)
+    if mode != "ledger":
+        body["search"]["budget_usd"] = None
+    path = STUDY.parent / f".search-cost-{mode}.yaml"  # beside the original: the same relative paths
     path.write_text(yaml.safe_dump(body))
     try:
         exp = Experiment.load(path)
     finally:
         path.unlink()
-    models = exp.model_set(use_cache=False, budget=Budget())  # no cap, only the meter
-    models.cache = SqliteCache(folder / "calls.sqlite") if cached else None
-    calls = {"paid": 0}
+    budget = {"ledger": study_budget(exp), "none": None, "uncached": Budget()}[mode]
+    models = exp.model_set(use_cache=False, budget=budget)
+    models.cache = SqliteCache(folder / f"{mode}-calls.sqlite") if mode != "uncached" else None
+    found: dict[str, float] = {}
 
-    async def main() -> float:
+    async def main() -> None:
         async with models:
-            start = time.perf_counter()
             study = await run_study(exp, models, trials=trials)
-            elapsed = time.perf_counter() - start
-        best = max(t.user_attrs["quality"] for t in study.trials if "quality" in t.user_attrs)
-        calls["best"] = best  # type: ignore[assignment]
-        return elapsed
+        found["best"] = max(t.user_attrs["quality"] for t in study.trials if "quality" in t.user_attrs)
 
-    elapsed = asyncio.run(main())
-    paid_calls = 0
-    for log in (folder / ("cached" if cached else "uncached")).rglob("*.jsonl"):
-        for record in read_runlog(log).records:
-            paid_calls += sum(1 for c in record.calls if not c.cached and not c.error)
-    return paid_calls, models.budget.spent_usd, elapsed, float(calls["best"])
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        asyncio.run(main())
+    finally:
+        if budget is not None:
+            budget.close()
+    found["wall"], found["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
+    calls = [c for log in (folder / mode).rglob("trial-*.jsonl") for r in read_runlog(log).records for c in r.calls]
+    found["calls"] = sum(1 for c in calls if not c.cached and not c.error)
+    found["usd"] = sum(c.cost.paid_usd for c in calls)
+    return found
 
 
 def main() -> None:
@@ -62,15 +76,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        c_calls, c_usd, c_s, c_best = once(Path(tmp), True, args.trials)
-        u_calls, u_usd, u_s, u_best = once(Path(tmp), False, args.trials)
+        rows = {mode: once(Path(tmp), mode, args.trials) for mode in ("ledger", "none", "uncached")}
     probe = Experiment.load(STUDY)
     questions = sum(len(g.samples) for g in groups(search_split(probe, search_config(probe))))
-    print(f"{args.trials}-trial study over 18 replayed GSM8K models ({questions:,} questions of the search split), same seed")
-    print(f"{'':<22}{'calls paid':>12}{'$ paid':>12}{'wall s':>10}{'best quality':>14}")
-    print(f"{'  with shared cache':<22}{c_calls:>12}{c_usd:>12.4f}{c_s:>10.1f}{c_best:>14.3f}")
-    print(f"{'  without cache':<22}{u_calls:>12}{u_usd:>12.4f}{u_s:>10.1f}{u_best:>14.3f}")
-    print(f"{'  ratio':<22}{c_calls / u_calls:>12.3f}{c_usd / u_usd:>12.3f}")
+    print(f"{args.trials}-trial study over 18 replayed GSM8K models ({questions:,} questions of the search split), "
+          f"same seed; {os.cpu_count()} cores, Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'':<30}{'calls paid':>12}{'$ paid':>12}{'wall s':>10}{'CPU s':>8}{'best quality':>14}")
+    names = {"ledger": "  cache + study ledger", "none": "  cache, no budget", "uncached": "  no cache (meter only)"}
+    for mode, name in names.items():
+        r = rows[mode]
+        print(f"{name:<30}{r['calls']:>12.0f}{r['usd']:>12.4f}{r['wall']:>10.1f}{r['cpu']:>8.1f}{r['best']:>14.3f}")
+    led, none, unc = rows["ledger"], rows["none"], rows["uncached"]
+    print(f"{'  ledger / no budget':<30}{'':>12}{'':>12}{led['wall'] / none['wall']:>10.2f}{led['cpu'] / none['cpu']:>8.2f}")
+    print(f"{'  cache / no cache':<30}{led['calls'] / unc['calls']:>12.3f}{led['usd'] / unc['usd']:>12.3f}")
 
 
 if __name__ == "__main__":

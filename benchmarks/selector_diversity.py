@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moa_lab.benchmarks import find_data
 from moa_lab.core import Sample
 from moa_lab.routing import Comparison, build_reference, compare_selectors, ratio_interval
 
@@ -40,7 +41,7 @@ BASELINES = ("top-k", "top-k-train", "random-k")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gsm8k"))
+    parser.add_argument("--data", default="data:gsm8k")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 5, 7, 9])
     parser.add_argument("--embedded-ks", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--router-diversity", type=float, nargs="*", default=[0.0, 0.003, 0.01, 0.03, 0.1],
                         help="(c) the learned router's diversity knob on GSM8K seed 0 at these weights (none: skip)")
     args = parser.parse_args()
+    args.data = str(find_data(args.data, ROOT)) if args.data.startswith("data:") else args.data  # pulled, or ../shared/data
     out = Path(args.out)
     print(f"machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}, "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -88,6 +88,20 @@ def test_vote_curve_ends_at_the_vote_run_and_starts_at_the_mean_proposer(tmp_pat
     assert curve[("vote__opposites", 2)]["ci_low"] <= curve[("vote__opposites", 2)]["quality"] <= curve[("vote__opposites", 2)]["ci_high"]
 
 
+def test_one_model_runs_are_pooled_per_task_and_only_on_shared_samples(tmp_path: Path) -> None:
+    # the quickstart evaluation: one single-model topology per task, each task its own samples
+    for task, ids in (("add", ["a1", "a2"]), ("legs", ["l1", "l2", "l3"])):
+        _single_runlog(tmp_path, f"greedy__{task}", {i: "1" for i in ids}, 1.0, task)
+    _single_runlog(tmp_path, "other__legs", {i: "2" for i in ("l1", "l2", "l3")}, 0.0, "legs")
+    from moa_lab.registry import build
+
+    result = analysis.proposers(analysis.runlogs([tmp_path]), build("extractor", "normalized"))
+    pools = {r["pool"] for r in result.rows}
+    assert pools == {"one-model runs (legs)"}
+    curve = {r["n"]: r for r in result.rows}
+    assert curve[1]["quality"] == 0.5 and curve[2]["oracle"] == 1.0
+
+
 def test_vote_ties_go_to_the_first_candidate_and_unanswered_never_win() -> None:
     keys = np.array([[0, 1, 1], [0, 1, 2], [-1, -1, 3]])
     scores = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -103,9 +117,9 @@ def test_front_and_the_area_it_dominates() -> None:
     assert analysis.front_area(points) == pytest.approx((math.log10(8) - math.log10(2)) * 0.2)
 
 
-def _single_runlog(folder: Path, label: str, answers: dict[str, str], score: float | None) -> Path:
+def _single_runlog(folder: Path, label: str, answers: dict[str, str], score: float | None, task: str | None = None) -> Path:
     header = RunHeader(label=label, topology={"name": "single", "layers": [{"proposers": [{"agent": "plain", "model": f"replay/{label}"}]}]},
-                       scorer=None if score is None else "exact", samples=len(answers))
+                       scorer=None if score is None else "exact", samples=len(answers), task=task)
     path = folder / f"{label}.jsonl"
     with RunLogWriter(path, header) as w:
         for i, text in answers.items():

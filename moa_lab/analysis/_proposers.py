@@ -35,17 +35,23 @@ class Pool:
 
 
 def pools(runs: Sequence[RunLog], extract: Callable[[str], str]) -> list[Pool]:
-    """The pool of every multi-proposer run, and one pool of all one-model runs (when two or more
-    cover the same samples)."""
+    """The pool of every multi-proposer run and, per task, one pool of the one-model runs (when two
+    or more answered the same samples)."""
     out: list[Pool] = []
-    singles = [r for r in runs if single_model(r) is not None and scored(r)]
-    if len(singles) >= 2:
+    by_task: dict[str | None, list[RunLog]] = {}
+    for run in runs:
+        if single_model(run) is not None and scored(run):
+            by_task.setdefault(run.header.task, []).append(run)
+    for task, singles in by_task.items():
         common = set.intersection(*({q.id for q in r.records} for r in singles))
         ids = [q.id for q in singles[0].records if q.id in common]
+        if len(singles) < 2 or not ids:
+            continue
         by_id = [{q.id: q for q in r.records} for r in singles]
         texts = [[m[i].answer.text if m[i].answer else None for m in by_id] for i in ids]
         scores = [[m[i].score for m in by_id] for i in ids]
-        out.append(_pool("one-model runs", "multi-proposer", [r.header.label for r in singles], texts, scores, extract))
+        label = "one-model runs" + (f" ({task})" if task else "")
+        out.append(_pool(label, "multi-proposer", [r.header.label for r in singles], texts, scores, extract))
     for run in runs:
         records = [q for q in run.records if q.proposal_scores is not None and len(q.layers[0]) > 1]
         if not records or spec_of(run).layers[0].cascade is not None:  # a cascade's layer 1 is no fixed pool

@@ -8,6 +8,7 @@ comma, escaped quotes, an unevaluated expression as the value, prose or further 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -76,6 +77,7 @@ def _from_pattern(pattern: re.Pattern[str], text: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a study reads the same replies in every trial
 def extract_number(text: str) -> str | None:
     """The final numeric answer of a reply, normalised ("$1,234.50" -> "1234.5", "18.00" -> "18"), or None.
 

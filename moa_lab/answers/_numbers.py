@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -51,6 +52,7 @@ def first_number(value: str) -> str | None:
     return found[0] if found else None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_number(text: str) -> str:
     """The value a number (or the first number of a phrase) stands for, as text that is equal exactly
     when the values are: rounded to `PLACES` decimals, no trailing zeros ("$1,800.00" -> "1800",

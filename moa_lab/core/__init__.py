@@ -8,6 +8,7 @@ from moa_lab.core._errors import (
     ReplayMissing,
     StoreDamaged,
 )
+from moa_lab.core._eager import gather_eager
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
@@ -33,5 +34,6 @@ __all__ = [
     "Stage",
     "StoreDamaged",
     "Usage",
+    "gather_eager",
     "redact_uri",
 ]

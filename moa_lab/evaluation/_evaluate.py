@@ -15,7 +15,7 @@ from pathlib import Path
 from moa_lab.core import ConfigError, Sample
 from moa_lab.evaluation._summary import EvalSummary, summarize
 from moa_lab.models import Admission, ModelSet
-from moa_lab.pipeline import Pipeline
+from moa_lab.pipeline import Pipeline, Prepared
 from moa_lab.scoring import Scorer, Scoring, SummarizingScorer
 from moa_lab.topology import TopologySpec
 from moa_lab.tracking import QueryRecord, RunHeader, RunLogWriter, read_runlog
@@ -47,13 +47,15 @@ async def evaluate(
     on_record: Callable[[QueryRecord], None] | None = None,
     stop: asyncio.Event | None = None,
     budget: Admission | None = None,
+    prepared: Prepared | None = None,
 ) -> EvalSummary:
     """Run (and, with a scorer, score) every sample not already in `runlog`, appending each record
     as it finishes. Resumed, the samples that failed are run again, unless `keep_failed`.
 
     When `stop` is set, no new sample starts and the ones in flight finish and are written, so
     their calls are cached and paid once; `resume=True` later does the rest. `budget`: an admission
-    (a search trial's stage) the queries are admitted from instead of the ModelSet's budget.
+    (a search trial's stage) the queries are admitted from instead of the ModelSet's budget;
+    `prepared`: its queries as the stage prepared them (see `Pipeline.prepare`), not planned again.
     """
     label = label or spec.name
     check_unique(samples, label)
@@ -71,7 +73,7 @@ async def evaluate(
     todo = (s for s in samples if s.id not in finished and not (stop is not None and stop.is_set()))
     scoring = Scoring(scorer, proposals=score_proposals) if scorer is not None else None
     # a bad spec or pool fails before the RunLog is touched; each query is scored inside its admission
-    pipeline = Pipeline(spec, models, budget=budget, scoring=scoring)
+    pipeline = Pipeline(spec, models, budget=budget, scoring=scoring, prepared=prepared)
     start = time.perf_counter()
     records = list(done)
     with RunLogWriter(runlog, header, done) as writer:

@@ -5,7 +5,7 @@ from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCach
 from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._ledger import LedgerBudget, process_alive
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
-from moa_lab.models._model import Model, RetryPolicy
+from moa_lab.models._model import CacheOnly, Model, RetryPolicy, cache_only, gather_calls
 from moa_lab.models._modelset import ModelSet, default_cache_dir
 from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_tokens_of_length, estimate_usage
 from moa_lab.models._recording import RecordedCall, recording_file, replay_key, write_recording
@@ -14,6 +14,7 @@ __all__ = [
     "Admission",
     "BoundedClient",
     "Budget",
+    "CacheOnly",
     "CallCache",
     "EndpointConfig",
     "LedgerBudget",
@@ -28,6 +29,7 @@ __all__ = [
     "Reservation",
     "RetryPolicy",
     "SqliteCache",
+    "cache_only",
     "call_key",
     "default_cache_dir",
     "default_endpoints",
@@ -35,6 +37,7 @@ __all__ = [
     "estimate_tokens",
     "estimate_tokens_of_length",
     "estimate_usage",
+    "gather_calls",
     "process_alive",
     "recording_file",
     "replay_key",

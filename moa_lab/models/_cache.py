@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -23,8 +23,33 @@ class CallCache(Protocol):
     def put(self, key: str, completion: Completion) -> None: ...
 
 
+_KEYS: dict[tuple[object, ...], str] = {}
+_KEYS_KEPT = 1 << 16
+
+
+def remembered(kind: str, request: Request, *extra: object, make: Callable[[], str]) -> str:
+    """A request's `kind` of key, made once per distinct request (a study plans and makes every call
+    of every trial: hashing its JSON each time was most of a replayed trial's time). Sampling's
+    number types are part of what is remembered: `temperature=1` and `1.0` are equal but hash as
+    different JSON."""
+    s = request.sampling
+    # flat, of strings and numbers: hashing the dataclasses themselves would run Python code per field
+    memo = (kind, *extra, request.model, request.prompt, request.sample_index, s.temperature, type(s.temperature),
+            s.max_tokens, s.top_p, type(s.top_p), s.seed, s.stop, *[part for m in request.messages for part in (m.role, m.content)])
+    key = _KEYS.get(memo)
+    if key is None:
+        if len(_KEYS) >= _KEYS_KEPT:
+            _KEYS.pop(next(iter(_KEYS)), None)  # the oldest first
+        key = _KEYS[memo] = make()
+    return key
+
+
 def call_key(model_ref: str, request: Request, sample_index: int) -> str:
     """sha256 of everything that determines a call's answer."""
+    return remembered("call", request, model_ref, sample_index, make=lambda: _call_key(model_ref, request, sample_index))
+
+
+def _call_key(model_ref: str, request: Request, sample_index: int) -> str:
     payload = {
         "model": model_ref,
         "messages": [m.to_dict() for m in request.messages],
@@ -57,12 +82,18 @@ def decode(value: str) -> Completion:
 
 
 class SqliteCache:
-    """The default cache: one sqlite file in WAL mode, shared safely by concurrent processes."""
+    """The default cache: one sqlite file in WAL mode, shared safely by concurrent processes.
 
-    def __init__(self, path: Path) -> None:
+    Entries this process has read or written are also kept in memory (up to `remembered`): a study
+    asks for the same calls in every trial, and a key's answer never changes once stored. Misses are
+    not remembered, since another process may store the answer at any time."""
+
+    def __init__(self, path: Path, *, remembered: int = 1 << 16) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._seen: dict[str, Completion] = {}
+        self._remembered = remembered
         with self._guard():
             self._connect().execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
 
@@ -85,9 +116,15 @@ class SqliteCache:
         return db
 
     def get(self, key: str) -> Completion | None:
+        seen = self._seen.get(key)
+        if seen is not None:
+            return seen
         with self._guard():
             row = self._connect().execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
-        return decode(row[0]) if row else None
+        if row is None:
+            return None
+        self._remember(key, completion := decode(row[0]))
+        return completion
 
     def put(self, key: str, completion: Completion) -> None:
         with self._guard():
@@ -95,6 +132,12 @@ class SqliteCache:
                 "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
                 (key, encode(completion), time.time()),
             )
+        self._remember(key, completion)
+
+    def _remember(self, key: str, completion: Completion) -> None:
+        if len(self._seen) >= self._remembered:
+            self._seen.pop(next(iter(self._seen)), None)  # the oldest first
+        self._seen[key] = completion
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM calls").fetchone()[0])

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import Coroutine, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from moa_lab.core import (
     BudgetExceeded,
@@ -18,11 +22,12 @@ from moa_lab.core import (
     Request,
     Sampling,
     Usage,
+    gather_eager,
 )
 from moa_lab.models._budget import Admission, Budget, Reservation
 from moa_lab.models._cache import CallCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
-from moa_lab.models._pricing import Price, prompt_token_bound
+from moa_lab.models._pricing import Price, estimate_tokens, prompt_token_bound
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,41 @@ class RetryPolicy:
         base = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         jittered = random.uniform(base / 2, base)
         return max(jittered, min(retry_after, self.max_backoff_s)) if retry_after else jittered
+
+T = TypeVar("T")
+
+
+class CacheOnly:
+    """While set (see `cache_only`), every call is answered from the call cache or fails at once,
+    unsent; `missed` says whether any call was not cached."""
+
+    missed = False
+
+
+_CACHE_ONLY: ContextVar[CacheOnly | None] = ContextVar("moa_lab_cache_only", default=None)
+
+
+@contextlib.contextmanager
+def cache_only() -> Iterator[CacheOnly]:
+    """Run the calls made inside (in this task and the tasks it starts) from the cache only: no call
+    is sent, nothing is reserved or paid; the yielded `CacheOnly` says whether any call missed."""
+    only = CacheOnly()
+    token = _CACHE_ONLY.set(only)
+    try:
+        yield only
+    finally:
+        _CACHE_ONLY.reset(token)
+
+
+async def gather_calls(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await coroutines that call models (a layer's proposers, a judge's scores) concurrently, their
+    results in order. While calls are answered from the cache only (see `cache_only`) each first
+    runs in the caller until it waits (`core.gather_eager`): no Task per cached call. Otherwise as
+    `asyncio.gather`: a call that may reach the network runs in its own Task from the start (HTTP
+    clients tie their cancel scopes to the task that opened them)."""
+    if _CACHE_ONLY.get() is not None:
+        return await gather_eager(coros)
+    return list(await asyncio.gather(*coros))
 
 
 class Model:
@@ -66,6 +106,7 @@ class Model:
         self._budget = budget
         self._overhead = prompt_overhead_tokens
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._bounded = isinstance(client, BoundedClient)  # a runtime Protocol check is slow: once, not per call
 
     async def call(
         self,
@@ -111,10 +152,12 @@ class Model:
                 prompt_form=prompt is not None,
             )
 
+        if key is not None and (hit := self._cache.get(key)) is not None:  # type: ignore[union-attr]
+            return record(hit, True, 0, None)
+        if (only := _CACHE_ONLY.get()) is not None:  # answered from the cache or not at all
+            only.missed = True
+            return record(None, False, 0, "not in the call cache (a cache-only run)")
         if key is not None:
-            hit = self._cache.get(key)  # type: ignore[union-attr]
-            if hit is not None:
-                return record(hit, True, 0, None)
             pending = self._inflight.get(key)
             if pending is not None:  # an identical call is under way: share its answer, pay once
                 try:
@@ -156,6 +199,13 @@ class Model:
             return Reservation(0.0, 0)
         return self._bound(request, extra_input_tokens)
 
+    def plan_call(self, request: Request, *, sample_index: int = 0, extra_input_tokens: int = 0) -> tuple[Reservation, int]:
+        """`worst_case` and the most output tokens the call may return: for a cached call, nothing
+        and its cached answer's length (known, so a later layer's prompt is bounded by it)."""
+        if self._cache is not None and (hit := self._cache.get(call_key(self.ref, request, sample_index))) is not None:
+            return Reservation(0.0, 0), max(hit.usage.output_tokens, estimate_tokens(hit.text))
+        return self._bound(request, extra_input_tokens), self.output_bound(request)
+
     def _bound(self, request: Request, extra_input_tokens: int = 0) -> Reservation:
         """The most `request` may cost if it reaches the endpoint."""
         worst_in = prompt_token_bound(_shown(request), self._overhead) + extra_input_tokens
@@ -165,8 +215,7 @@ class Model:
     def output_bound(self, request: Request) -> int:
         """The most output tokens `request` may return."""
         # a replayed answer's length is known before the call and ignores max_tokens
-        bounded = isinstance(self.client, BoundedClient)
-        return self.client.output_bound(request) if bounded else request.sampling.max_tokens  # type: ignore[attr-defined]
+        return self.client.output_bound(request) if self._bounded else request.sampling.max_tokens  # type: ignore[attr-defined]
 
     async def _call_endpoint(self, request: Request, budget: Budget | Admission | None, key: str) -> tuple[Completion, int]:
         reservation = None

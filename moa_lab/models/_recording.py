@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from moa_lab.core import ConfigError, Message, Request, Sampling, Usage
+from moa_lab.models._cache import remembered
 
 CALLS_FILE = "calls.jsonl"
 """The recorded calls of a recording folder, one JSON object per line."""
@@ -28,6 +29,10 @@ VERSION = 1
 def replay_key(request: Request) -> str:
     """sha256 of what a replayed request is matched by: model name, the prompt (a completion-style
     request, whose messages no endpoint sees) or the full messages, sampling and sample index."""
+    return remembered("replay", request, make=lambda: _replay_key(request))
+
+
+def _replay_key(request: Request) -> str:
     payload: dict[str, Any] = {
         "model": request.model,
         "sampling": request.sampling.to_dict(),

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 
 from moa_lab.agents import AgentContext, AggregationError
 from moa_lab.core import Answer, BudgetExceeded, CallRecord, MoaLabError, Proposal, Sample, Stage, StoreDamaged
-from moa_lab.models import Admission, Budget, ModelSet
+from moa_lab.models import Admission, Budget, ModelSet, cache_only, gather_calls
 from moa_lab.pipeline._cascade import Cascade, LayerOutcome
-from moa_lab.pipeline._plan import QueryPlan, plan_query
+from moa_lab.pipeline._plan import Prepared, QueryPlan, plan_query
 from moa_lab.scoring import Scoring
 from moa_lab.selection import PoolSelector, Selector, build_selector
 from moa_lab.topology import Agent, TopologySpec, build_topology
@@ -24,7 +24,7 @@ class Pipeline:
 
     def __init__(
         self, spec: TopologySpec, models: ModelSet, *, selector: Selector | None = None, budget: Budget | Admission | None = None,
-        scoring: Scoring | None = None,
+        scoring: Scoring | None = None, prepared: Prepared | None = None,
     ) -> None:
         self.spec = spec
         self.models = models
@@ -32,6 +32,8 @@ class Pipeline:
         """What each query is admitted against (a trial stage's Admission, else the ModelSet's budget)."""
         self.scoring = scoring
         """How each query's record is scored, inside its admission (its judge's calls are planned with it)."""
+        self.prepared = prepared if prepared is not None else Prepared()
+        """Queries made ready before they run (a search trial's stage prepares its queries to admit itself)."""
         self.topology = build_topology(spec)
         self.cascades = [Cascade(layer.cascade, where=f"layers[{i}].cascade") if layer.cascade is not None else None
                          for i, layer in enumerate(spec.layers)]
@@ -45,6 +47,25 @@ class Pipeline:
     async def plan(self, sample: Sample) -> QueryPlan:
         """The worst case of `sample`'s query, its scoring included: what it is admitted on (see `plan_query`)."""
         return await plan_query(self.topology, self.models, sample, self._select(sample), self.scoring)
+
+    async def prepare(self, sample: Sample) -> QueryPlan | None:
+        """Make `sample`'s query ready to run, into `self.prepared`: answered whole from the call cache
+        when every call it makes (its judge's too) is cached, nothing sent or reserved (returns None);
+        else planned (returns its worst case, which it must be admitted on)."""
+        if (record := await self._from_cache(sample)) is not None:
+            self.prepared.records[sample.id] = record
+            return None
+        self.prepared.plans[sample.id] = plan = await self.plan(sample)
+        return plan
+
+    async def _from_cache(self, sample: Sample) -> QueryRecord | None:
+        """The query's record when every call it makes (its judge's too) is in the call cache, made
+        without sending, reserving or waiting for anything (see `models.cache_only`); else None."""
+        if self.models.cache is None:
+            return None
+        with cache_only() as only:
+            record = await self._run(sample, self._unadmitted)
+        return None if only.missed else record
 
     def _select(self, sample: Sample) -> list[int]:
         if not self.topology.layers:
@@ -62,6 +83,28 @@ class Pipeline:
 
         A layer with a cascade calls its proposers in stages (see `_cascade`); with the cascade's
         `exit`, a layer that ends agreeing answers the query and the later layers are skipped."""
+        if (record := self.prepared.records.pop(sample.id, None)) is not None:
+            return record
+        if sample.id not in self.prepared.plans and (record := await self._from_cache(sample)) is not None:
+            return record  # a cached query costs nothing: no worst case to plan, no admission
+        return await self._run(sample, self._admit)
+
+    async def _admit(self, sample: Sample) -> tuple[list[int], Admission | None]:
+        """The layer-1 agents the query runs, and its admission on its whole worst case (its judge's
+        too): it fits, or the query never starts."""
+        plan = self.prepared.plans.pop(sample.id, None)
+        selected = plan.selected if plan is not None else self._select(sample)
+        if self.budget is None:
+            return selected, None
+        plan = plan or await plan_query(self.topology, self.models, sample, selected, self.scoring)
+        return selected, await self.budget.admit(plan.usd, plan.tokens, dict(plan.calls))
+
+    async def _unadmitted(self, sample: Sample) -> tuple[list[int], Admission | None]:
+        return self._select(sample), None
+
+    async def _run(self, sample: Sample, admit: Callable[[Sample], Awaitable[tuple[list[int], Admission | None]]]) -> QueryRecord:
+        """The query through every layer, admitted by `admit`, its calls drawn from that admission and
+        scored within it."""
         started, start = time.time(), time.perf_counter()
         calls: list[CallRecord] = []
         tracebacks: list[str] = []
@@ -72,10 +115,7 @@ class Pipeline:
         admission: Admission | None = None
         try:
             try:
-                selected = self._select(sample)
-                if self.budget is not None:  # the whole worst case (its judge's too) fits, or the query never starts
-                    plan = await plan_query(self.topology, self.models, sample, selected, self.scoring)
-                    admission = await self.budget.admit(plan.usd, plan.tokens, dict(plan.calls))
+                selected, admission = await admit(sample)
                 references: Sequence[Proposal] = ()
                 for i, layer in enumerate(self.topology.layers):
                     agents = layer if i else tuple(layer[j] for j in selected)
@@ -145,7 +185,7 @@ class Pipeline:
                 tracebacks.append(f"layer {layer}, {agent.label}:\n{traceback.format_exc()}")
                 return Proposal(agent.label, "", f"{type(exc).__name__}: {exc}")
 
-        return list(await asyncio.gather(*(one(a) for a in agents)))
+        return await gather_calls(one(a) for a in agents)
 
     async def _aggregate(
         self, sample: Sample, proposals: Sequence[Proposal], calls: list[CallRecord], admission: Admission | None

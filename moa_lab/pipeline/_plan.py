@@ -24,6 +24,7 @@ from moa_lab.core import CallRecord, Cost, Proposal, Request, Sample, Usage
 from moa_lab.models import ModelSet, Reservation
 from moa_lab.scoring import Scoring
 from moa_lab.topology import Topology
+from moa_lab.tracking import QueryRecord
 
 
 @dataclass
@@ -37,6 +38,8 @@ class QueryPlan:
     """The worst-case output tokens of each layer (what the next layer's prompt may grow by)."""
     written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     """The worst-case output tokens of each agent's calls, by key (how long its text may be)."""
+    selected: list[int] = field(default_factory=list)
+    """The layer-1 agents the query was planned with (the ones it runs)."""
 
     def add(self, key: str, layer: int, bound: Reservation, output: int) -> None:
         self.calls[key].append(bound)
@@ -50,18 +53,27 @@ class QueryPlan:
         return QueryPlan(self.usd + other.usd, self.tokens + other.tokens)
 
 
+@dataclass
+class Prepared:
+    """Queries made ready before they run (see `Pipeline.prepare`), by sample id: each either
+    answered whole from the call cache (its record) or planned (its worst case). Each is used once."""
+
+    plans: dict[str, QueryPlan] = field(default_factory=dict)
+    records: dict[str, QueryRecord] = field(default_factory=dict)
+
+
 async def plan_query(
     topology: Topology, models: ModelSet, sample: Sample, selected: Sequence[int], scoring: Scoring | None = None
 ) -> QueryPlan:
     """Bound every call `topology` makes for `sample` (layer 1 limited to the `selected` agents), and
     with `scoring` every call its judge makes to score the answer (and the proposals)."""
-    plan = QueryPlan()
+    plan = QueryPlan(selected=list(selected))
 
     def probe(ctx: AgentContext, ref: str, request: Request) -> CallRecord:
         model = models.get(ref)
         grown = plan.outputs[ctx.layer - 1] if ctx.references else 0
-        bound = model.worst_case(request, sample_index=ctx.sample_index, extra_input_tokens=grown)
-        plan.add(f"{ctx.layer}:{ctx.agent}", ctx.layer, bound, model.output_bound(request))
+        bound, output = model.plan_call(request, sample_index=ctx.sample_index, extra_input_tokens=grown)
+        plan.add(f"{ctx.layer}:{ctx.agent}", ctx.layer, bound, output)
         return CallRecord(ctx.agent, ref, request.messages, "", Usage(), Cost(), 0.0, False, layer=ctx.layer)
 
     references: tuple[Proposal, ...] = ()

@@ -5,14 +5,13 @@ before the query starts, so a query that starts is also scored.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 
 from moa_lab.core import CallRecord, Cost, Message, Proposal, Request, Sample, Score, StoreDamaged, Usage
-from moa_lab.models import Admission, ModelSet, Reservation
+from moa_lab.models import Admission, ModelSet, Reservation, gather_calls
 from moa_lab.scoring._scorer import Scorer, ScoringContext
 from moa_lab.tracking import QueryRecord
 
@@ -64,8 +63,8 @@ class Scoring:
 
     async def _layer_scores(self, layer: int, proposals: list[Proposal], sample: Sample, ctx: ScoringContext) -> list[float | None]:
         """Each proposal's score in layer order; a failed proposal scores 0."""
-        scores = iter(await asyncio.gather(*(self.scorer.score(sample, p.text, replace(ctx, agent=proposal_agent(layer, p.agent)))
-                                             for p in proposals if p.ok)))
+        scores = iter(await gather_calls((self.scorer.score(sample, p.text, replace(ctx, agent=proposal_agent(layer, p.agent)))
+                                          for p in proposals if p.ok)))
         return [_value(next(scores)) if p.ok else 0.0 for p in proposals]
 
     async def plan(self, sample: Sample, models: ModelSet, answer_tokens: int,

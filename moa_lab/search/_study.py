@@ -35,8 +35,9 @@ def _storage(exp: Experiment, url: str | None) -> Any:
         return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     folder = study_dir(exp)
     folder.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(folder / "journal.log"))
-    return optuna.storages.journal.JournalStorage(backend)
+    from moa_lab.search._journal import JournalFile
+
+    return optuna.storages.journal.JournalStorage(JournalFile(str(folder / "journal.log")))
 
 
 def ledger_url(exp: Experiment, storage: str | None) -> str:

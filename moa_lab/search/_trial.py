@@ -20,7 +20,7 @@ from typing import Any
 from moa_lab.core import BudgetExceeded
 from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
 from moa_lab.models import Admission, ModelSet
-from moa_lab.pipeline import Pipeline, QueryPlan
+from moa_lab.pipeline import Pipeline, Prepared, QueryPlan
 from moa_lab.scoring import Scoring
 from moa_lab.search._config import COLUMNS, SearchConfig, study_dir
 from moa_lab.search._space import suggest
@@ -88,37 +88,56 @@ def runlog_name(number: int | str, task: str | None) -> str:
 
 async def evaluate_trial(exp: Experiment, number: int | str, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet,
                          folder: Path, benchmark: list[Group], limit: int | None = None,
-                         budget: Admission | None = None) -> list[EvalSummary]:
+                         stage: AdmittedStage | None = None) -> list[EvalSummary]:
     """Evaluate the trial's topology on every group (on the first `limit` samples of each); a later
     call with a larger limit resumes the same RunLogs, so the first stage is never paid twice.
-    `budget`: the stage's admission its queries are admitted from."""
+    `stage`: the admission its queries are admitted from, and their plans."""
     out = []
     for group in benchmark:
         name = runlog_name(number, group.task)
         samples = group.samples[:limit] if limit else group.samples
         out.append(await evaluate(evaluated_spec(spec, tasks, group.task), samples, models, group.scorer,
                                   runlog=folder / f"{name}.jsonl", label=name, experiment=exp.spec.name, task=group.task,
-                                  resume=True, concurrency=exp.spec.concurrency, budget=budget))
+                                  resume=True, concurrency=exp.spec.concurrency,
+                                  budget=stage.admission if stage is not None else None,
+                                  prepared=stage.prepared.get(name) if stage is not None else None))
     return out
 
 
+@dataclass(frozen=True)
+class AdmittedStage:
+    """A trial stage admitted on its worst case: the admission and its queries as they were
+    prepared, by RunLog name (answered from the cache, or planned: not planned again)."""
+
+    admission: Admission
+    prepared: dict[str, Prepared]
+
+    async def close(self) -> None:
+        await self.admission.close()
+
+
 async def admit_stage(number: int | str, spec: TopologySpec, tasks: tuple[str, ...], models: ModelSet, folder: Path,
-                      benchmark: list[Group], limit: int | None = None) -> Admission | None:
+                      benchmark: list[Group], limit: int | None = None) -> AdmittedStage | None:
     """Admit a trial's stage on its whole worst case: every query it has not run yet, every call
-    of each (raises BudgetExceeded before any is sent when that does not fit)."""
+    of each (raises BudgetExceeded before any is sent when that does not fit). A query whose calls
+    are all cached is answered from the cache while the stage is planned (a study's trials share
+    most calls): it costs nothing and is not run again."""
     if models.budget is None:
         return None
     total = QueryPlan()
+    prepared: dict[str, Prepared] = {}
     for group in benchmark:
-        runlog = folder / f"{runlog_name(number, group.task)}.jsonl"
+        name = runlog_name(number, group.task)
+        runlog = folder / f"{name}.jsonl"
         # a failed sample is run again (see `evaluate`), so it is planned again
         done = {r.id for r in read_runlog(runlog).records if r.error is None} if runlog.exists() else set()
         scoring = Scoring(group.scorer) if group.scorer is not None else None  # scored as `evaluate` scores it
-        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models, scoring=scoring)
+        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models, scoring=scoring, prepared=Prepared())
+        prepared[name] = pipeline.prepared
         for sample in (group.samples[:limit] if limit else group.samples):
-            if sample.id not in done:
-                total = total + await pipeline.plan(sample)
-    return await models.budget.admit(total.usd, total.tokens)
+            if sample.id not in done and (plan := await pipeline.prepare(sample)) is not None:
+                total = total + plan
+    return AdmittedStage(await models.budget.admit(total.usd, total.tokens), prepared)
 
 
 def trial_values(summaries: list[EvalSummary], flops: float | None = None) -> dict[str, float]:
