@@ -48,6 +48,7 @@ async def evaluate(
     stop: asyncio.Event | None = None,
     budget: Admission | None = None,
     prepared: Prepared | None = None,
+    intervals: bool = True,
 ) -> EvalSummary:
     """Run (and, with a scorer, score) every sample not already in `runlog`, appending each record
     as it finishes. Resumed, the samples that failed are run again, unless `keep_failed`.
@@ -56,6 +57,7 @@ async def evaluate(
     their calls are cached and paid once; `resume=True` later does the rest. `budget`: an admission
     (a search trial's stage) the queries are admitted from instead of the ModelSet's budget;
     `prepared`: its queries as the stage prepared them (see `Pipeline.prepare`), not planned again.
+    Without `intervals` the summary's quality and oracle are means only (see `summarize`).
     """
     label = label or spec.name
     check_unique(samples, label)
@@ -84,7 +86,7 @@ async def evaluate(
                 on_record(record)
     order = {s.id: i for i, s in enumerate(samples)}
     records.sort(key=lambda r: order.get(r.id, len(order)))
-    summary = summarize(label, runlog, records, time.perf_counter() - start, resumed=len(done))
+    summary = summarize(label, runlog, records, time.perf_counter() - start, resumed=len(done), intervals=intervals)
     if isinstance(scorer, SummarizingScorer):
         summary.extra.update(scorer.summary(records))
     return summary

@@ -69,24 +69,29 @@ def write_summary_csv(path: Path, summaries: Sequence[EvalSummary]) -> Path:
     return path
 
 
-def summarize(label: str, runlog: Path, records: Sequence[QueryRecord], wall_s: float, resumed: int = 0) -> EvalSummary:
-    """Statistics over RunLog records (samples a judge could not score are left out of quality)."""
+def summarize(label: str, runlog: Path, records: Sequence[QueryRecord], wall_s: float, resumed: int = 0, *,
+              intervals: bool = True) -> EvalSummary:
+    """Statistics over RunLog records (samples a judge could not score are left out of quality);
+    without `intervals`, quality and oracle are means only (no bootstrap: a search trial's case)."""
+    resamples = 2000 if intervals else 0
     scores = [r.score for r in records if r.score is not None]
     oracle = [r.oracle for r in records if r.oracle is not None]
     answered = [r.answer.text for r in records if r.answer is not None]
     calls = [c for r in records for c in r.calls]
+    costs = [r.total_cost for r in records]  # properties summed over the calls: once per record
+    usages = [r.usage for r in records]
     return EvalSummary(
         label=label,
         runlog=runlog,
-        quality=estimate(scores) if scores else None,
-        oracle=estimate(oracle) if oracle and len(oracle) == len(records) else None,
+        quality=estimate(scores, resamples=resamples) if scores else None,
+        oracle=estimate(oracle, resamples=resamples) if oracle and len(oracle) == len(records) else None,
         samples=len(records),
         failed=sum(1 for r in records if r.error is not None),
         answer_chars=sum(len(a) for a in answered) / max(1, len(answered)),
-        cost_per_query=sum(r.total_cost.list_usd for r in records) / max(1, len(records)),
-        cost_total=sum(r.total_cost.paid_usd for r in records),
-        input_tokens=sum(r.usage.input_tokens for r in records),
-        output_tokens=sum(r.usage.output_tokens for r in records),
+        cost_per_query=sum(c.list_usd for c in costs) / max(1, len(records)),
+        cost_total=sum(c.paid_usd for c in costs),
+        input_tokens=sum(u.input_tokens for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
         calls=len(calls),
         cached_calls=sum(1 for c in calls if c.cached),
         latency_p50=percentile([r.latency_s for r in records], 50),

@@ -50,8 +50,11 @@ def bootstrap_ci(values: Sequence[float], *, level: float = 0.95, resamples: int
 
 
 def estimate(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> Estimate:
-    """Mean, standard error and bootstrap interval; NaN values (unscored samples) are left out."""
+    """Mean, standard error and bootstrap interval (NaN with `resamples=0`: only the mean is wanted);
+    NaN values (unscored samples) are left out."""
     values = [v for v in values if not math.isnan(v)]
+    if resamples == 0:
+        return Estimate(statistics.fmean(values) if values else math.nan, math.nan, math.nan, math.nan, len(values))
     mean, stderr = mean_stderr(values)
     low, high = bootstrap_ci(values, level=level, resamples=resamples, seed=seed)
     return Estimate(mean, stderr, low, high, len(values))

@@ -63,8 +63,10 @@ class Scoring:
 
     async def _layer_scores(self, layer: int, proposals: list[Proposal], sample: Sample, ctx: ScoringContext) -> list[float | None]:
         """Each proposal's score in layer order; a failed proposal scores 0."""
-        scores = iter(await gather_calls((self.scorer.score(sample, p.text, replace(ctx, agent=proposal_agent(layer, p.agent)))
-                                          for p in proposals if p.ok)))
+        def labelled(p: Proposal) -> ScoringContext:  # a judge's calls are traced under the proposal they score
+            return replace(ctx, agent=proposal_agent(layer, p.agent)) if self.scorer.calls_models else ctx
+
+        scores = iter(await gather_calls((self.scorer.score(sample, p.text, labelled(p)) for p in proposals if p.ok)))
         return [_value(next(scores)) if p.ok else 0.0 for p in proposals]
 
     async def plan(self, sample: Sample, models: ModelSet, answer_tokens: int,

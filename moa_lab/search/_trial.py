@@ -100,7 +100,8 @@ async def evaluate_trial(exp: Experiment, number: int | str, spec: TopologySpec,
                                   runlog=folder / f"{name}.jsonl", label=name, experiment=exp.spec.name, task=group.task,
                                   resume=True, concurrency=exp.spec.concurrency,
                                   budget=stage.admission if stage is not None else None,
-                                  prepared=stage.prepared.get(name) if stage is not None else None))
+                                  prepared=stage.prepared.get(name) if stage is not None else None,
+                                  intervals=False))  # a trial is told means; its CIs come from its records
     return out
 
 

@@ -80,7 +80,7 @@ class QueryRecord(BaseModel):
     @property
     def usage(self) -> Usage:
         """Tokens of the topology's calls (cache hits included)."""
-        return sum((c.usage for c in self.calls), Usage())
+        return Usage(sum(c.usage.input_tokens for c in self.calls), sum(c.usage.output_tokens for c in self.calls))
 
     @property
     def cost(self) -> Cost:
@@ -119,5 +119,7 @@ class QueryRecord(BaseModel):
 
 
 def total_cost(calls: Iterable[CallRecord]) -> Cost:
-    """The sum of the calls' costs."""
-    return sum((c.cost for c in calls), Cost())
+    """The sum of the calls' costs (each part summed in call order, as `Cost.__add__` would, without
+    a Cost per step: summaries add up every record of a run)."""
+    costs = [c.cost for c in calls]
+    return Cost(sum(c.paid_usd for c in costs), sum(c.list_usd for c in costs), sum(c.flops for c in costs))
