@@ -8,7 +8,9 @@ three times with the same seed, each in a fresh folder with a fresh call cache:
   ledger (sqlite), every trial stage admitted on its worst case before any call is sent;
 - the same trials with no budget at all (nothing planned, nothing admitted): the baseline the
   ledger's overhead is measured against;
-- with no call cache (and no cap, only a meter): what the study would cost if trials shared nothing.
+- with no call cache (and no cap, only a meter): what the study would cost if trials shared nothing;
+- as `moa-lab search` again, in a new study folder but on the first run's call cache (a study run
+  again, with more trials or another seed): every call is answered from the cache.
 
 Replayed calls are charged at list price, so "paid" is what the study would have cost against the
 real endpoints. Calls and dollars are read back from the trials' RunLogs.
@@ -37,10 +39,10 @@ STUDY = Path(__file__).resolve().parents[1] / "experiments" / "search_gsm8k_repl
 
 
 def once(folder: Path, mode: str, trials: int) -> dict[str, float]:
-    """Run the study in `folder` as `mode` (ledger, none, uncached); its calls, $, wall and CPU seconds."""
+    """Run the study in `folder` as `mode` (ledger, none, uncached, warm); its calls, $, wall and CPU seconds."""
     body = yaml.safe_load(STUDY.read_text())
     body["output"] = str(folder / mode)
-    if mode != "ledger":
+    if mode in ("none", "uncached"):
         body["search"]["budget_usd"] = None
     path = STUDY.parent / f".search-cost-{mode}.yaml"  # beside the original: the same relative paths
     path.write_text(yaml.safe_dump(body))
@@ -48,9 +50,10 @@ def once(folder: Path, mode: str, trials: int) -> dict[str, float]:
         exp = Experiment.load(path)
     finally:
         path.unlink()
-    budget = {"ledger": study_budget(exp), "none": None, "uncached": Budget()}[mode]
+    budget = {"ledger": study_budget(exp), "warm": study_budget(exp), "none": None, "uncached": Budget()}[mode]
     models = exp.model_set(use_cache=False, budget=budget)
-    models.cache = SqliteCache(folder / f"{mode}-calls.sqlite") if mode != "uncached" else None
+    cache = {"ledger": "ledger", "warm": "ledger", "none": "none"}.get(mode)  # warm: the ledger run's cache, filled
+    models.cache = SqliteCache(folder / f"{cache}-calls.sqlite") if cache else None
     found: dict[str, float] = {}
 
     async def main() -> None:
@@ -76,13 +79,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {mode: once(Path(tmp), mode, args.trials) for mode in ("ledger", "none", "uncached")}
+        rows = {mode: once(Path(tmp), mode, args.trials) for mode in ("ledger", "none", "uncached", "warm")}
     probe = Experiment.load(STUDY)
     questions = sum(len(g.samples) for g in groups(search_split(probe, search_config(probe))))
     print(f"{args.trials}-trial study over 18 replayed GSM8K models ({questions:,} questions of the search split), "
           f"same seed; {os.cpu_count()} cores, Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'':<30}{'calls paid':>12}{'$ paid':>12}{'wall s':>10}{'CPU s':>8}{'best quality':>14}")
-    names = {"ledger": "  cache + study ledger", "none": "  cache, no budget", "uncached": "  no cache (meter only)"}
+    names = {"ledger": "  cache + study ledger", "none": "  cache, no budget", "uncached": "  no cache (meter only)",
+             "warm": "  again, on the filled cache"}
     for mode, name in names.items():
         r = rows[mode]
         print(f"{name:<30}{r['calls']:>12.0f}{r['usd']:>12.4f}{r['wall']:>10.1f}{r['cpu']:>8.1f}{r['best']:>14.3f}")
