@@ -195,21 +195,20 @@ class Model:
     def worst_case(self, request: Request, *, sample_index: int = 0, extra_input_tokens: int = 0) -> Reservation:
         """The most `request` may cost: prompt_token_bound of what is sent (plus `extra_input_tokens`)
         in, max_tokens (or a replay client's known answer length) out; nothing when it is cached."""
-        if self._cache is not None and self._cache.get(call_key(self.ref, request, sample_index)) is not None:
-            return Reservation(0.0, 0)
-        return self._bound(request, extra_input_tokens)
+        return self.plan_call(request, sample_index=sample_index, extra_input_tokens=extra_input_tokens)[0]
 
     def plan_call(self, request: Request, *, sample_index: int = 0, extra_input_tokens: int = 0) -> tuple[Reservation, int]:
         """`worst_case` and the most output tokens the call may return: for a cached call, nothing
         and its cached answer's length (known, so a later layer's prompt is bounded by it)."""
         if self._cache is not None and (hit := self._cache.get(call_key(self.ref, request, sample_index))) is not None:
             return Reservation(0.0, 0), max(hit.usage.output_tokens, estimate_tokens(hit.text))
-        return self._bound(request, extra_input_tokens), self.output_bound(request)
-
-    def _bound(self, request: Request, extra_input_tokens: int = 0) -> Reservation:
-        """The most `request` may cost if it reaches the endpoint."""
-        worst_in = prompt_token_bound(_shown(request), self._overhead) + extra_input_tokens
         worst_out = self.output_bound(request)
+        return self._bound(request, extra_input_tokens, worst_out), worst_out
+
+    def _bound(self, request: Request, extra_input_tokens: int = 0, worst_out: int | None = None) -> Reservation:
+        """The most `request` may cost if it reaches the endpoint (`worst_out`: its output bound, if known)."""
+        worst_in = prompt_token_bound(_shown(request), self._overhead) + extra_input_tokens
+        worst_out = self.output_bound(request) if worst_out is None else worst_out
         return Reservation(self.price.worst_usd(worst_in, worst_out), worst_in + worst_out)
 
     def output_bound(self, request: Request) -> int:

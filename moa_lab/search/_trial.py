@@ -133,7 +133,7 @@ async def admit_stage(number: int | str, spec: TopologySpec, tasks: tuple[str, .
         # a failed sample is run again (see `evaluate`), so it is planned again
         done = {r.id for r in read_runlog(runlog).records if r.error is None} if runlog.exists() else set()
         scoring = Scoring(group.scorer) if group.scorer is not None else None  # scored as `evaluate` scores it
-        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models, scoring=scoring, prepared=Prepared())
+        pipeline = Pipeline(evaluated_spec(spec, tasks, group.task), models, scoring=scoring)
         prepared[name] = pipeline.prepared
         for sample in (group.samples[:limit] if limit else group.samples):
             if sample.id not in done and (plan := await pipeline.prepare(sample)) is not None:
