@@ -125,9 +125,9 @@ def test_a_replay_endpoint_serves_an_exported_moa_at_every_layer(tmp_path: Path)
     assert len(fake.requests) == 3 * 7  # the replay called nothing
 
 
-def _call(output: str, index: int, *, content: str = "Say hi", kept: bool = True) -> CallRecord:
+def _call(output: str, index: int, *, content: str = "Say hi", kept: bool = True, cached: bool = False) -> CallRecord:
     sampling = Sampling(0.7, 16) if kept else None
-    return CallRecord("L1.1 plain(e/m)", "e/m", (Message("user", content),), output, Usage(3, 2), Cost(), 0.1, False, layer=1,
+    return CallRecord("L1.1 plain(e/m)", "e/m", (Message("user", content),), output, Usage(3, 2), Cost(), 0.1, cached, layer=1,
                       sampling=sampling, sample_index=index if kept else None, prompt_form=False if kept else None)
 
 
@@ -139,7 +139,7 @@ def _runlog(path: Path, *calls: CallRecord) -> Path:
 
 
 async def test_identical_requests_replay_their_own_answers_by_sample_index(tmp_path: Path) -> None:
-    log = _runlog(tmp_path / "run.jsonl", _call("first", 0), _call("second", 1), _call("third", 2), _call("first", 0))
+    log = _runlog(tmp_path / "run.jsonl", _call("first", 0), _call("second", 1), _call("third", 2), _call("first", 0, cached=True))
     done = export_recording([log], tmp_path / "rec")
     assert (done.calls, done.repeats, done.conflicts) == (3, 1, 0)
     client = ReplayClient([tmp_path / "rec"])
@@ -147,6 +147,18 @@ async def test_identical_requests_replay_their_own_answers_by_sample_index(tmp_p
     assert answers == ["third", "first", "second"]
     got = await client.complete(Request("m", (Message("user", "Say hi"),), Sampling(0.7, 16), None, 1))
     assert got.usage == Usage(3, 2) and not got.usage_estimated  # what the endpoint reported
+
+
+async def test_a_request_made_again_without_the_cache_replays_its_answers_in_run_order(tmp_path: Path) -> None:
+    """A layer-2 proposer and the aggregator can send the same request (same references, model and
+    sample index); made without the cache they get two answers, and the replay gives each its own."""
+    log = _runlog(tmp_path / "run.jsonl", _call("Always", 0), _call("always", 0), _call("always", 0, cached=True), _call("Always", 0))
+    done = export_recording([log], tmp_path / "rec")
+    assert (done.calls, done.repeats, done.conflicts) == (3, 1, 1)
+    client = ReplayClient([tmp_path / "rec"])
+    request = Request("m", (Message("user", "Say hi"),), Sampling(0.7, 16), None, 0)
+    answers = [(await client.complete(request)).text for _ in range(4)]
+    assert answers == ["Always", "always", "Always", "Always"]  # in run order, then again from the first
 
 
 async def test_an_unrecorded_request_is_one_line_naming_it_and_the_recording(tmp_path: Path) -> None:

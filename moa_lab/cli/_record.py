@@ -29,10 +29,10 @@ def export(
     for model, n in sorted(done.models.items()):
         console.print(f"  {model}: {n}", highlight=False)
     if done.repeats:
-        console.print(f"{_n(done.repeats, 'call')} repeated a written request with the same answer (kept once)", highlight=False)
+        console.print(f"{_n(done.repeats, 'call')} answered from the cache what a written call had (kept once)", highlight=False)
     if done.conflicts:
-        console.print(f"[yellow]{_n(done.conflicts, 'call')} repeated a written request with another answer (runs without the cache): "
-                      "the first answer is kept[/]", highlight=False)
+        console.print(f"{_n(done.conflicts, 'call')} repeated a written request with another answer (made without the cache): "
+                      "each is kept, and a replay serves them in run order", highlight=False)
     if done.failed:
         console.print(f"{_n(done.failed, 'call')} failed: no answer to record, so a replay misses them as the run did", highlight=False)
     for path, n in done.unreplayable.items():

@@ -19,7 +19,8 @@ class ReplayClient:
 
     Reads recordings (`moa-lab record export`: a folder, or its `calls.jsonl`), which answer any
     request of a recorded run, at every layer, matched by model, messages or prompt, sampling and
-    sample index (`moa_lab.models.replay_key`), with the usage the endpoint reported. Also reads
+    sample index (`moa_lab.models.replay_key`), with the usage the endpoint reported; a request
+    recorded with several answers (made again without the cache) gets them in recorded order. Also reads
     AlpacaEval `model_outputs.json` files (a list of {instruction, output, generator}) and JSONL
     files of {instruction | id, model, output}, which answer plain instructions (one user message,
     or a prompt) whatever the sampling; `id` rows need `questions`, a JSONL file of
@@ -30,7 +31,8 @@ class ReplayClient:
 
     def __init__(self, paths: Iterable[str | Path], *, questions: str | Path | None = None) -> None:
         self._outputs: dict[str, dict[str, str]] = {}
-        self._calls: dict[str, RecordedCall] = {}
+        self._calls: dict[str, list[RecordedCall]] = {}
+        self._served: dict[str, int] = {}
         self._longest: dict[str, int] = {}
         id_to_text = {str(r["id"]): _instruction(r) for r in _rows(Path(questions))} if questions else {}
         self._paths = [_calls_file(Path(p)) for p in paths]
@@ -51,7 +53,7 @@ class ReplayClient:
             raise ConfigError("replay endpoint: no recordings found in its paths")
 
     def _add_call(self, call: RecordedCall) -> None:
-        self._calls.setdefault(call.key, call)  # a repeated request keeps its first answer, as the export does
+        self._calls.setdefault(call.key, []).append(call)
         model = call.request.model
         self._longest[model] = max(self._longest.get(model, 0), call.usage.output_tokens, estimate_tokens(call.output))
 
@@ -63,17 +65,23 @@ class ReplayClient:
         """Tokens of the recorded answer (the budget reserves this instead of max_tokens); for a
         request not recorded (yet: a later layer is planned before its references exist), the
         longest answer recorded for the model, so the bound holds for whatever is replayed."""
-        call = self._calls.get(replay_key(request))
-        if call is not None:
-            return max(call.usage.output_tokens, estimate_tokens(call.output))
+        answers = self._calls.get(replay_key(request))
+        if answers:
+            return max(max(c.usage.output_tokens, estimate_tokens(c.output)) for c in answers)
         try:
             return estimate_tokens(self._lookup(request))
         except ReplayMissing:
             return self._longest.get(request.model, 0)
 
     async def complete(self, request: Request) -> Completion:
-        call = self._calls.get(replay_key(request))
-        if call is not None:
+        key = replay_key(request)
+        answers = self._calls.get(key)
+        if answers:
+            # a request the run made several times without the cache gets its answers in run order
+            # (then again from the first)
+            served = self._served.get(key, 0)
+            self._served[key] = served + 1
+            call = answers[served % len(answers)]
             return Completion(call.output, call.usage, "stop")
         output = self._lookup(request)
         # a completion-style prompt is what was sent, so it is what the estimate counts
