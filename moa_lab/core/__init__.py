@@ -8,7 +8,7 @@ from moa_lab.core._errors import (
     ReplayMissing,
     StoreDamaged,
 )
-from moa_lab.core._eager import gather_eager
+from moa_lab.core._eager import gather_eager, shield_eager
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
@@ -35,5 +35,6 @@ __all__ = [
     "StoreDamaged",
     "Usage",
     "gather_eager",
+    "shield_eager",
     "redact_uri",
 ]

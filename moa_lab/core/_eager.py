@@ -44,6 +44,16 @@ async def gather_eager(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     return results
 
 
+async def shield_eager(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.shield(coro)`, first run in the caller: a coroutine that ends without suspending (a
+    budget settled in memory) needs no Task, and nothing can cancel it half-way."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    return await asyncio.shield(_finish(coro, awaited))
+
+
 async def _finish(coro: Coroutine[Any, Any, T], awaited: Any) -> T:
     return await _resume(coro, awaited)  # type: ignore[no-any-return]
 

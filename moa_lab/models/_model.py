@@ -23,6 +23,7 @@ from moa_lab.core import (
     Sampling,
     Usage,
     gather_eager,
+    shield_eager,
 )
 from moa_lab.models._budget import Admission, Budget, Reservation
 from moa_lab.models._cache import CallCache, call_key
@@ -129,7 +130,10 @@ class Model:
             messages = (Message("user", prompt),)
         start = time.perf_counter()
         wall_start = time.time()
-        key = call_key(self.ref, request, sample_index) if self._cache is not None else None
+        only = _CACHE_ONLY.get()
+        # once a cache-only attempt missed, its record is thrown away: the rest need not be looked up
+        missed = only is not None and only.missed
+        key = call_key(self.ref, request, sample_index) if self._cache is not None and not missed else None
 
         def record(completion: Completion | None, cached: bool, attempts: int, error: str | None) -> CallRecord:
             return CallRecord(
@@ -154,7 +158,7 @@ class Model:
 
         if key is not None and (hit := self._cache.get(key)) is not None:  # type: ignore[union-attr]
             return record(hit, True, 0, None)
-        if (only := _CACHE_ONLY.get()) is not None:  # answered from the cache or not at all
+        if only is not None:  # answered from the cache or not at all
             only.missed = True
             return record(None, False, 0, "not in the call cache (a cache-only run)")
         if key is not None:
@@ -240,7 +244,7 @@ class Model:
                 return completion, attempt
         finally:
             if reservation is not None:
-                await asyncio.shield(budget.settle(reservation, spent_usd, spent_tokens))  # type: ignore[union-attr]
+                await shield_eager(budget.settle(reservation, spent_usd, spent_tokens))  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"Model({self.ref!r})"

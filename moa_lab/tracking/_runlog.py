@@ -49,13 +49,14 @@ class RunLogWriter:
                 for record in records:
                     fh.write(record.model_dump_json() + "\n")
             tmp.replace(self.path)
-            self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+            self._fh: IO[bytes] = self.path.open("ab")
         except BaseException:
             self._lock.release()
             raise
 
     def write(self, record: QueryRecord) -> None:
-        self._fh.write(record.model_dump_json() + "\n")
+        # pydantic's UTF-8 bytes as they are: a trial writes hundreds of MB, decoded and encoded again otherwise
+        self._fh.write(record.__pydantic_serializer__.to_json(record) + b"\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -65,7 +65,7 @@ class ReplayClient:
         """Tokens of the recorded answer (the budget reserves this instead of max_tokens); for a
         request not recorded (yet: a later layer is planned before its references exist), the
         longest answer recorded for the model, so the bound holds for whatever is replayed."""
-        answers = self._calls.get(replay_key(request))
+        answers = self._calls.get(replay_key(request)) if self._calls else None
         if answers:
             return max(max(c.usage.output_tokens, estimate_tokens(c.output)) for c in answers)
         try:
@@ -74,7 +74,7 @@ class ReplayClient:
             return self._longest.get(request.model, 0)
 
     async def complete(self, request: Request) -> Completion:
-        key = replay_key(request)
+        key = replay_key(request) if self._calls else ""
         answers = self._calls.get(key)
         if answers:
             # a request the run made several times without the cache gets its answers in run order
