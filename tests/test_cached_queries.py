@@ -5,12 +5,13 @@ or admitted (so it runs under any budget); a query with one uncached call is adm
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 from pathlib import Path
 
 import pytest
 
-from moa_lab.core import Sample, gather_eager
+from moa_lab.core import Sample, collecting_less, gather_eager, shield_eager
 from moa_lab.models import Budget, EndpointConfig, ModelSet, Price, PriceTable, SqliteCache, cache_only
 from moa_lab.pipeline import Pipeline
 from moa_lab.testing import OpenAITestServer
@@ -59,15 +60,22 @@ def test_cached_queries_need_no_admission_and_a_cache_only_run_sends_nothing(tmp
 
 
 def test_cache_only_reports_a_miss_without_sending(tmp_path: Path) -> None:
+    looked: list[str] = []
     with OpenAITestServer(responder=lambda body: "yes") as server:
-        async def main() -> tuple[bool, str | None]:
+        async def main() -> tuple[bool, str | None, object]:
             async with _models(server, tmp_path, Budget()) as models:
                 with cache_only() as only:
                     record = await Pipeline(_vote("srv/a"), models).run_query(SAMPLES[0])
-                return only.missed, record.error
+                get = models.cache.get  # type: ignore[union-attr]
+                models.cache.get = lambda key: looked.append(key) or get(key)  # type: ignore[union-attr]
+                attempt = await Pipeline(_vote("srv/a", "srv/b", "srv/c"), models)._from_cache(SAMPLES[0])
+                return only.missed, record.error, attempt
 
-        missed, error = asyncio.run(main())
+        missed, error, attempt = asyncio.run(main())
     assert missed and error is not None and server.calls == []
+    # a query with a miss is not answered from the cache, and once its first call missed the
+    # attempt is thrown away: the other proposers' calls are not looked up
+    assert attempt is None and len(looked) == 1
 
 
 async def _now(x: int) -> int:
@@ -121,6 +129,35 @@ def test_cancelling_gather_eager_cancels_the_waiting_coroutines() -> None:
 
     asyncio.run(main())
     assert seen == ["cancelled"]
+
+
+def test_shield_eager_runs_a_coroutine_that_never_waits_in_the_caller_and_shields_one_that_does() -> None:
+    ended: list[str] = []
+
+    async def settles_later() -> str:
+        await asyncio.sleep(0.01)
+        ended.append("settled")
+        return "late"
+
+    async def main() -> tuple[str, asyncio.Task[str]]:
+        now = await shield_eager(_now(5))
+        outer = asyncio.ensure_future(shield_eager(settles_later()))
+        await asyncio.sleep(0)
+        outer.cancel()  # the caller is cancelled: what it awaited still ends
+        await asyncio.sleep(0.05)
+        return str(now), outer
+
+    now, outer = asyncio.run(main())
+    assert now == "5" and outer.cancelled() and ended == ["settled"]
+
+
+def test_collecting_less_raises_the_young_threshold_inside_and_restores_it_after() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(ValueError):
+        with collecting_less(50_000):
+            assert gc.get_threshold() == (max(50_000, before[0]), *before[1:])
+            raise ValueError("a failed run")
+    assert gc.get_threshold() == before
 
 
 def _add_trials(journal: str, n: int) -> None:

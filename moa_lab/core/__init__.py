@@ -1,4 +1,4 @@
-"""Pure value types shared by every layer of moa-lab."""
+"""Value types shared by every layer of moa-lab, and the few run-wide helpers they all use (eager gathering, GC thresholds)."""
 
 from moa_lab.core._errors import (
     BudgetExceeded,
@@ -9,6 +9,7 @@ from moa_lab.core._errors import (
     StoreDamaged,
 )
 from moa_lab.core._eager import gather_eager, shield_eager
+from moa_lab.core._gc import collecting_less
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
@@ -34,6 +35,7 @@ __all__ = [
     "Stage",
     "StoreDamaged",
     "Usage",
+    "collecting_less",
     "gather_eager",
     "shield_eager",
     "redact_uri",

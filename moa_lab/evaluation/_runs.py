@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moa_lab.benchmarks import second_turn
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, collecting_less
 from moa_lab.evaluation._evaluate import evaluate
 from moa_lab.evaluation._experiment import Experiment
 from moa_lab.evaluation._sources import Group, dataset_hash, groups
@@ -98,8 +98,9 @@ async def run_experiment(
     try:
         if tracker is not None:
             _mark_killed(tracker, exp, folder)
-        return await _run(exp, models, folder, sources, resume=resume, keep_failed=keep_failed, tracker=tracker,
-                          on_record=on_record, on_start=on_start, stop=stop, summary=summary)
+        with collecting_less():
+            return await _run(exp, models, folder, sources, resume=resume, keep_failed=keep_failed, tracker=tracker,
+                              on_record=on_record, on_start=on_start, stop=stop, summary=summary)
     finally:
         lock.release()
 

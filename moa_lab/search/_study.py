@@ -9,7 +9,7 @@ import threading
 import warnings
 from typing import Any
 
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, collecting_less
 from moa_lab.evaluation import Experiment, groups
 from moa_lab.models import Budget, ModelSet, process_alive
 from moa_lab.search._config import SearchConfig, search_config, search_split, study_dir
@@ -144,7 +144,8 @@ async def run_study(exp: Experiment, models: ModelSet, *, trials: int | None = N
             on_trial(result)
 
     try:
-        await _optimize(exp, config, models, study, target, heartbeat, log_trial)
+        with collecting_less():
+            await _optimize(exp, config, models, study, target, heartbeat, log_trial)
     finally:
         if tracker is not None:
             front = pareto(study) if any(t.state.name == "COMPLETE" for t in study.trials) else []
