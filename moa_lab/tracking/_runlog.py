@@ -22,6 +22,12 @@ from moa_lab.tracking._records import SCHEMA, VERSION, QueryRecord, RunHeader
 from moa_lab.tracking._runlog_v1 import header_from_v1, record_from_v1
 
 
+def _line(record: QueryRecord) -> bytes:
+    """A record's RunLog line: pydantic's UTF-8 bytes as they are (a study writes hundreds of MB;
+    `model_dump_json` would decode them to be encoded again)."""
+    return record.__pydantic_serializer__.to_json(record) + b"\n"
+
+
 @dataclass(frozen=True)
 class RunLog:
     """A RunLog as read: its header and its records in file order."""
@@ -44,10 +50,10 @@ class RunLogWriter:
         self._lock = lock_runlog(self.path)
         try:
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with tmp.open("w", encoding="utf-8") as fh:
-                fh.write(header.model_dump_json(by_alias=True) + "\n")
+            with tmp.open("wb") as fh:
+                fh.write(header.model_dump_json(by_alias=True).encode() + b"\n")
                 for record in records:
-                    fh.write(record.model_dump_json() + "\n")
+                    fh.write(_line(record))
             tmp.replace(self.path)
             self._fh: IO[bytes] = self.path.open("ab")
         except BaseException:
@@ -55,8 +61,7 @@ class RunLogWriter:
             raise
 
     def write(self, record: QueryRecord) -> None:
-        # pydantic's UTF-8 bytes as they are: a trial writes hundreds of MB, decoded and encoded again otherwise
-        self._fh.write(record.__pydantic_serializer__.to_json(record) + b"\n")
+        self._fh.write(_line(record))
         self._fh.flush()
 
     def close(self) -> None:
