@@ -40,11 +40,15 @@ def data_dir() -> Path:
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh moa-lab cache folder (calls, embeddings) that shares the assembled embedded model
-    file when CI set MOA_LAB_CACHE_DIR, so end-to-end tests do not assemble it again."""
+    file and the exported embedder when CI set MOA_LAB_CACHE_DIR, so end-to-end tests do not make
+    them again."""
     shared = os.environ.get("MOA_LAB_CACHE_DIR")
     path = tmp_path_factory.mktemp("moa-cache")
     if shared and (Path(shared) / "models").is_dir():
         (path / "models").symlink_to(Path(shared) / "models")
+    if shared:
+        (Path(shared) / "embedders").mkdir(parents=True, exist_ok=True)
+        (path / "embedders").symlink_to(Path(shared) / "embedders")
     return path
 
 

@@ -34,6 +34,18 @@ def test_minilm_embeds_offline_and_puts_paraphrases_close(minilm) -> None:  # ty
     assert x[0] @ x[1] > x[0] @ x[2] + 0.3
 
 
+def test_minilm_on_onnxruntime_gives_the_vectors_of_sentence_transformers(minilm) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[routing]')")
+    from moa_lab.embedding import MiniLMEmbedder
+
+    long = " ".join(f"Tom has {i} apples and gives {i + 1} to each of his friends." for i in range(60))  # > 256 tokens
+    texts = ["How many apples does Tom have left?", long, "", "Ünïcode, 日本語 and 🙂", "a"] * 3
+    onnx, torch = MiniLMEmbedder(runtime="onnx").encode(texts), MiniLMEmbedder(runtime="torch").encode(texts)
+    assert onnx.dtype == np.float32 and onnx.shape == torch.shape == (15, 384)
+    assert np.abs(onnx - torch).max() < 1e-5
+    assert np.abs(onnx[1] - onnx[0]).max() > 0.01  # the long text is not padding: it embeds differently
+
+
 def test_gsm8k_pool_train_and_eval_through_the_cli(minilm, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "router"
