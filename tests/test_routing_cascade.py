@@ -15,6 +15,7 @@ from moa_lab.cli import app
 from moa_lab.core import ConfigError
 from moa_lab.routing import RoutingData, TrainConfig, evaluate_router, evaluate_subpools, train_router
 from moa_lab.routing._cascade import candidates, front_plans, replay, replay_columns
+from moa_lab.routing._evaluate import static_sweep
 from moa_lab.routing._operating import static_out_of_fold
 from moa_lab.routing._subsets import SubsetTable, all_subsets, vote_subsets
 from moa_lab.routing._train import kfold
@@ -147,6 +148,24 @@ def test_without_signal_the_router_keeps_to_static_subsets() -> None:
     result = evaluate_router(router, data, x, train_rows, test_rows)  # the full λ sweep: static where trained so
     assert result.area["router"] >= result.area["static-best"] - 0.01
     assert result.summary["choices"][0]["lam"] == 0.0
+
+
+def test_the_static_sweep_finds_every_front_subset_the_router_calls_between_coarse_lambdas() -> None:
+    """Static at λ 1 and 100 (routing would spend $1 and $0.01 there), so the router calls the
+    front's best subset at every price in between: a coarse λ grid offers 2 of the 6 front subsets,
+    the sweep all 6; a router that routes everywhere offers none."""
+    front = [{"subset": [j], "usd": usd, "accuracy": acc}
+             for j, (usd, acc) in enumerate([(0.01, 0.5), (0.02, 0.6), (0.05, 0.7), (0.1, 0.75), (0.3, 0.8), (1.0, 0.85)])]
+    point = {"routes": False, "routed_accuracy": 0.0, "static_accuracy": 0.0, "static_usd": 0.0, "gain": 0.0, "stderr": 0.0}
+    meta = {"aggregator": "vote", "operating": {"same_price": 1.0, "front": front, "points": [
+        {**point, "lam": 1.0, "subset": [5], "routed_usd": 1.0}, {**point, "lam": 100.0, "subset": [0], "routed_usd": 0.01}]}}
+    router = Router(meta, {})
+    coarse = {tuple(router.static_subset(lam) or ()) for lam in (1.0, 100.0)}
+    assert coarse == {(5,), (0,)}
+    swept = static_sweep(router, (1.0, 100.0))
+    assert sorted(swept.values()) == [(j,) for j in range(6)]
+    assert list(swept) == sorted(swept) and min(swept) == 1.0  # each at the first λ that calls it, dearest first
+    assert static_sweep(router, (1.0, 100.0), k=0) == {}  # no subset fits k=0: the router would route
 
 
 def test_with_signal_routing_is_kept_where_it_wins() -> None:

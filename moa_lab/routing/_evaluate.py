@@ -94,15 +94,20 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
                             float(np.mean([np.nansum(te.cost[i, s]) for i, s in enumerate(subsets)])),
                             float(np.mean([len(s) for s in subsets]))))
 
-    # the router, one point per λ (routing, or the static subset training chose at that λ); routing
-    # alone at every λ; the same rule fed the true outcomes (how far better predictions could take it)
+    # the router: where it routes, one point per λ; where it calls a static subset, every subset it
+    # calls at some λ (a sweep finer than `lambdas`, so no front subset it can reach is skipped);
+    # routing alone at every λ; the same rule fed the true outcomes (how far better predictions
+    # could take it)
     usd = router.cost(np.array([len(q) for q in te.queries]))
     position = np.argsort(order)  # router index -> data column
     predicted = router.success(x[test])
     true_p = np.nan_to_num(y_te, nan=0.0)[:, position]
+    for lam, subset in static_sweep(router, lambdas, k=k).items():
+        routed("router", f"λ={lam:g}", [[int(position[j]) for j in subset]] * len(test))
     for lam in lambdas:
-        routed("router", f"λ={lam:g}", [[int(position[j]) for j in router.choose(predicted[i], usd[i], lam=lam, k=k, x=x[test][i])]
-                                         for i in range(len(test))])
+        if router.static_subset(lam, k=k) is None:
+            routed("router", f"λ={lam:g}", [[int(position[j]) for j in router.choose(predicted[i], usd[i], lam=lam, k=k, x=x[test][i])]
+                                             for i in range(len(test))])
         if not diagnostics:
             continue
         if router.operating:  # routing alone, where the router calls a static subset instead
@@ -140,6 +145,23 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
                                   "gain": pt.gain, "stderr": pt.stderr} for pt in router.operating]
     result.summary["held_out_auc"] = {data.names[j]: _auc(predicted[:, order[j]], y_te[:, j]) for j in range(m)}
     return result
+
+
+def static_sweep(router: Router, lambdas: Sequence[float], *, k: int | None = None, steps: int = 2001) -> dict[float, tuple[int, ...]]:
+    """Each distinct static subset `router` calls at some λ, at the first λ it does so: `lambdas` and a
+    fine log grid over their range. Where it is static, the router calls the front's best subset at
+    routing's price there, and that price moves continuously with λ, so a coarse grid would skip
+    front subsets the router does call."""
+    positive = [lam for lam in lambdas if lam > 0]
+    grid = set(lambdas)
+    if positive:
+        grid |= set(np.logspace(math.log10(min(positive)), math.log10(max(positive)), steps).tolist())
+    found: dict[tuple[int, ...], float] = {}
+    for lam in sorted(grid):
+        subset = router.static_subset(lam, k=k)
+        if subset is not None:
+            found.setdefault(tuple(subset), lam)
+    return {lam: subset for subset, lam in found.items()}
 
 
 def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
