@@ -56,3 +56,12 @@ def test_redis_cache_is_shared_between_clients() -> None:
     writer.put("k", Completion("hello", Usage(3, 1), latency_s=0.25))
     assert reader.get("k") == Completion("hello", Usage(3, 1), latency_s=0.25)
     redis.Redis(host="127.0.0.1").delete(prefix + "k")
+
+
+def test_remembered_answers_are_bounded_and_the_oldest_go_first(tmp_path: Path) -> None:
+    cache = SqliteCache(tmp_path / "calls.sqlite", remembered=2)
+    for i in range(3):
+        cache.put(f"k{i}", Completion(f"a{i}", Usage(1, 1)))
+    assert list(cache._seen) == ["k1", "k2"]  # k0 forgotten in memory ...
+    assert cache.get("k0") == Completion("a0", Usage(1, 1))  # ... but still stored, and remembered again
+    assert list(cache._seen) == ["k2", "k0"]

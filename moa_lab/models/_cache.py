@@ -23,8 +23,20 @@ class CallCache(Protocol):
     def put(self, key: str, completion: Completion) -> None: ...
 
 
-_KEYS: dict[tuple[object, ...], str] = {}
-_KEYS_KEPT = 1 << 16
+class Bounded(dict):  # type: ignore[type-arg]
+    """A dict that forgets its oldest entry once it holds `size` (reads stay plain dict lookups)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def keep(self, key: object, value: object) -> None:
+        if len(self) >= self.size:
+            self.pop(next(iter(self)), None)
+        self[key] = value
+
+
+_KEYS = Bounded(1 << 16)
 
 
 def remembered(kind: str, request: Request, *extra: object, make: Callable[[], str]) -> str:
@@ -38,9 +50,7 @@ def remembered(kind: str, request: Request, *extra: object, make: Callable[[], s
             s.max_tokens, s.top_p, type(s.top_p), s.seed, s.stop, *[part for m in request.messages for part in (m.role, m.content)])
     key = _KEYS.get(memo)
     if key is None:
-        if len(_KEYS) >= _KEYS_KEPT:
-            _KEYS.pop(next(iter(_KEYS)), None)  # the oldest first
-        key = _KEYS[memo] = make()
+        _KEYS.keep(memo, key := make())
     return key
 
 
@@ -92,8 +102,7 @@ class SqliteCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._seen: dict[str, Completion] = {}
-        self._remembered = remembered
+        self._seen = Bounded(remembered)
         with self._guard():
             self._connect().execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
 
@@ -123,7 +132,7 @@ class SqliteCache:
             row = self._connect().execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        self._remember(key, completion := decode(row[0]))
+        self._seen.keep(key, completion := decode(row[0]))
         return completion
 
     def put(self, key: str, completion: Completion) -> None:
@@ -132,12 +141,7 @@ class SqliteCache:
                 "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
                 (key, encode(completion), time.time()),
             )
-        self._remember(key, completion)
-
-    def _remember(self, key: str, completion: Completion) -> None:
-        if len(self._seen) >= self._remembered:
-            self._seen.pop(next(iter(self._seen)), None)  # the oldest first
-        self._seen[key] = completion
+        self._seen.keep(key, completion)
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
