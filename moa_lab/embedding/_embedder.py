@@ -58,6 +58,7 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(self, batch_size: int = 64, runtime: str = "auto") -> None:
+        """`batch_size` is sentence-transformers' (the onnx runtime batches its own way)."""
         if runtime not in ("auto", "onnx", "torch"):
             raise ConfigError(f"minilm runtime must be auto, onnx or torch, not {runtime!r}")
         self.batch_size = batch_size
@@ -81,7 +82,7 @@ class MiniLMEmbedder:
             from moa_lab.embedding._onnx import onnx_encoder
             from moa_lab.models import default_cache_dir
 
-            self._encode = onnx_encoder(folder, default_cache_dir(), self.batch_size)
+            self._encode = onnx_encoder(folder, default_cache_dir())
             if self._encode is None and self.runtime == "onnx":
                 raise ConfigError("the minilm embedder's onnx runtime needs onnxruntime: pip install -e '.[routing]'")
         if self._encode is None:
