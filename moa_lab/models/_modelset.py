@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, default_cache_dir
 from moa_lab.models._budget import Budget
 from moa_lab.models._ledger import LedgerBudget
 from moa_lab.models._cache import CallCache
@@ -16,13 +16,6 @@ from moa_lab.models._client import ModelClient
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import Model, RetryPolicy
 from moa_lab.models._pricing import Price, PriceTable
-
-
-def default_cache_dir() -> Path:
-    """`$MOA_LAB_CACHE_DIR`, else `$XDG_CACHE_HOME/moa-lab`, else `~/.cache/moa-lab`."""
-    if os.environ.get("MOA_LAB_CACHE_DIR"):
-        return Path(os.environ["MOA_LAB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "moa-lab"
 
 
 def unpriced_message(refs: list[str], why: str) -> str:
