@@ -191,7 +191,8 @@ def _pool_spec():  # type: ignore[no-untyped-def]
 
 
 def _models():  # type: ignore[no-untyped-def]
-    from moa_lab.models import ModelSet, SqliteCache, default_cache_dir
+    from moa_lab.core import default_cache_dir
+    from moa_lab.models import ModelSet, SqliteCache
 
     return ModelSet(cache=SqliteCache(default_cache_dir() / "calls.sqlite"), local_slots=4)
 

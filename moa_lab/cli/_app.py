@@ -16,9 +16,9 @@ from rich.markup import escape
 from moa_lab.cli._progress import RunProgress
 from moa_lab.cli._router import router_app
 from moa_lab.cli._render import show_answers, show_query
-from moa_lab.core import ConfigError, Sample, StoreDamaged
+from moa_lab.core import ConfigError, Sample, StoreDamaged, default_cache_dir
 from moa_lab.evaluation import Experiment, ExperimentRun, groups
-from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, default_cache_dir, recording_file
+from moa_lab.models import Budget, MemoryCache, ModelSet, SqliteCache, recording_file
 from moa_lab.pipeline import Pipeline
 from moa_lab.tracking import QueryRecord, redact_uri
 from moa_lab.registry import names

@@ -83,7 +83,8 @@ class MiniLMEmbedder:
 
             self._encode = onnx_encoder(folder, default_cache_dir())
             if self._encode is None and self.runtime == "onnx":
-                raise ConfigError("the minilm embedder's onnx runtime needs onnxruntime: pip install -e '.[routing]'")
+                raise ConfigError("the minilm embedder cannot run on onnxruntime (not installed: pip install -e '.[routing]'; "
+                                  "or the export failed: see the warning above); use runtime: torch")
         if self._encode is None:
             self._encode = self._torch(folder)
         return self._encode

@@ -4,9 +4,9 @@ The router embeds every new question before it can choose proposers. With senten
 torch, all-MiniLM-L6-v2 takes 15-25 ms per question on a 2-core CPU; the same network exported
 to ONNX and run by onnxruntime gives the same vectors (to about 1e-7) in about 0.6x that time (and
 far less on a busy machine, where torch's waiting threads spin), so the embedder keeps its id and
-routers trained either way stay valid. The export needs torch and
-transformers once; the file is kept in the user cache (`$MOA_LAB_CACHE_DIR/embedders/`), written
-atomically, so later processes need neither. Without onnxruntime (or when the export fails) the
+routers trained either way stay valid. The export needs torch and transformers once; the file is
+kept in the user cache (`$MOA_LAB_CACHE_DIR/embedders/`), written atomically, so later processes
+need neither. Without onnxruntime (or when the export fails) the
 caller falls back to sentence-transformers.
 """
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moa_lab.benchmarks import DATA_PREFIX, find_data
-from moa_lab.core import ConfigError
-from moa_lab.models import Budget, EndpointConfig, LedgerBudget, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache, default_cache_dir
+from moa_lab.core import ConfigError, default_cache_dir
+from moa_lab.models import Budget, EndpointConfig, LedgerBudget, MemoryCache, ModelSet, PriceTable, RedisCache, SqliteCache
 from moa_lab.registry import lookup
 from moa_lab.topology import SelectorSpec, TopologySpec, load_topology, read_yaml, validate
 

@@ -6,7 +6,7 @@ from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._ledger import LedgerBudget, process_alive
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import CacheOnly, Model, RetryPolicy, cache_only, gather_calls
-from moa_lab.models._modelset import ModelSet, default_cache_dir
+from moa_lab.models._modelset import ModelSet
 from moa_lab.models._pricing import Price, PriceTable, estimate_prompt_tokens, estimate_tokens, estimate_tokens_of_length, estimate_usage
 from moa_lab.models._recording import RecordedCall, recording_file, replay_key, write_recording
 
@@ -31,7 +31,6 @@ __all__ = [
     "SqliteCache",
     "cache_only",
     "call_key",
-    "default_cache_dir",
     "default_endpoints",
     "estimate_prompt_tokens",
     "estimate_tokens",

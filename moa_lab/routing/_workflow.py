@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from moa_lab.core import ConfigError
+from moa_lab.core import ConfigError, default_cache_dir
 from moa_lab.embedding import Embedder, EmbeddingCache, build_embedder, embed
-from moa_lab.models import default_cache_dir
 from moa_lab.routing._data import RoutingData, load_routing_data
 from moa_lab.routing._evaluate import RouterEval, evaluate_router
 from moa_lab.routing._single import evaluate_single
