@@ -58,6 +58,8 @@ def server(cache_dir: Path) -> Iterator[EmbeddedServer]:
 @pytest.mark.slow
 def test_real_server_answers_a_few_shot_completion(server: EmbeddedServer) -> None:
     assert server.base_url is not None and server.base_url.startswith("http://127.0.0.1:")
+    command = server.log_path.read_text(errors="replace").splitlines()[0].split()
+    assert 1 <= int(command[command.index("--threads") + 1]) <= (os.cpu_count() or 1)  # one per idle core
     assert server.base_url.endswith("/v1")
     body = _complete(server.base_url)
     text = body["choices"][0]["text"]
@@ -168,6 +170,29 @@ def test_no_log_file_until_started_and_config_is_validated(tmp_path: Path) -> No
     embedded.stop()  # stopping a server that never started is fine
     with pytest.raises(ValueError, match="slots"):
         EmbeddedServerConfig(cache_dir=tmp_path, slots=0)
+    with pytest.raises(ValueError, match="threads"):
+        EmbeddedServerConfig(cache_dir=tmp_path, threads=0)
+
+
+@pytest.mark.parametrize(("idle", "busy", "threads"), [(200, 0, 2), (100, 100, 1), (40, 160, 1), (150, 50, 2)])
+def test_threads_default_to_the_cores_idle_when_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch, idle: int, busy: int, threads: int
+) -> None:
+    # /proc/stat's first line: user nice system idle iowait irq softirq steal, summed over 2 cores
+    readings = iter([[0] * 8, [busy, 0, 0, idle, 0, 0, 0, 0]])
+    monkeypatch.setattr(_embedded, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(_embedded.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_embedded.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert _embedded.idle_cores(sample_s=0) == threads
+
+
+def test_threads_are_every_usable_core_where_cpu_times_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable() -> list[int]:
+        raise OSError("no /proc/stat")
+
+    monkeypatch.setattr(_embedded, "_cpu_times", unreadable)
+    monkeypatch.setattr(_embedded.os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert _embedded.idle_cores(sample_s=0) == 3
 
 
 def test_importing_the_module_does_not_load_xllamacpp() -> None:

@@ -29,6 +29,8 @@ class EndpointConfig(BaseModel):
     questions: str | None = None
     slots: int | None = Field(None, ge=1, le=64)
     ctx_per_slot: int = Field(2048, ge=256, le=32768)
+    threads: int | None = Field(None, ge=1, le=256)
+    """The embedded server's compute threads (`local` only); unset, one per core idle at its start."""
     price: float | None = Field(None, ge=0)
     """$ per million tokens, in and out, for every model of this endpoint (`price: 0`: a free
     endpoint, so a budgeted run accepts its models without a `prices:` entry)."""

@@ -178,7 +178,7 @@ class ModelSet:
             from moa_lab.models.providers.local import LocalClient, default_config
 
             slots = config.slots or self.local_slots
-            client = LocalClient(default_config(self.cache_dir, slots, config.ctx_per_slot))
+            client = LocalClient(default_config(self.cache_dir, slots, config.ctx_per_slot, config.threads))
             self._limiters.setdefault(endpoint, asyncio.Semaphore(slots))
         self._clients[endpoint] = client
         return client

@@ -71,6 +71,36 @@ def model_file(cache_dir: Path) -> Path:
     return target
 
 
+def idle_cores(sample_s: float = 0.3) -> int:
+    """How many of the cores this process may use are idle now (at least 1), from two readings of
+    /proc/stat `sample_s` apart; every usable core where /proc/stat is unreadable.
+
+    llama.cpp's threads meet at a barrier for every matrix product, so one thread that shares its core
+    with another busy process stalls the rest: with one of 2 cores busy, 2 threads served 15-18x
+    slower than 1 (docs/reliability.md), while on an idle machine 2 were 1.7x faster."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        first = _cpu_times()
+        time.sleep(sample_s)
+        second = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return usable
+    elapsed = [b - a for a, b in zip(first, second)]
+    total = sum(elapsed)
+    if total <= 0:
+        return usable
+    idle_fraction = (elapsed[3] + elapsed[4]) / total  # idle and iowait; steal counts as busy
+    return max(1, min(usable, round(idle_fraction * (os.cpu_count() or usable))))
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()
+    if fields[0] != "cpu":
+        raise ValueError("unexpected /proc/stat")
+    return [int(value) for value in fields[1:9]]
+
+
 @dataclass(frozen=True)
 class EmbeddedServerConfig:
     """How to run the embedded server: slots are concurrent sequences, each with its own context."""
@@ -78,14 +108,15 @@ class EmbeddedServerConfig:
     cache_dir: Path
     slots: int = 4
     ctx_per_slot: int = 2048
-    threads: int = 2
+    threads: int | None = None
+    """Compute threads; None: one per core that is idle when the server starts (`idle_cores`)."""
     cache_ram_mib: int = 256  # bounds the host prompt cache: unbounded, the process grew to 1.5 GB
     startup_timeout: float = 60.0
     model_path: Path | None = None
     """Serve this GGUF file instead of the packaged one (which is then never assembled)."""
 
     def __post_init__(self) -> None:
-        if min(self.slots, self.ctx_per_slot, self.threads) < 1 or self.cache_ram_mib < 0 or self.startup_timeout <= 0:
+        if min(self.slots, self.ctx_per_slot, 1 if self.threads is None else self.threads) < 1 or self.cache_ram_mib < 0 or self.startup_timeout <= 0:
             raise ValueError(f"slots, ctx_per_slot and threads must be >= 1, cache_ram_mib >= 0, startup_timeout > 0: {self}")
 
 
@@ -126,8 +157,9 @@ class EmbeddedServer:
             if not Path(path).is_file():
                 raise EmbeddedModelError(f"model file not found: {path}; set EmbeddedServerConfig.model_path to a GGUF file")
             cfg = self.config
+            threads = cfg.threads or idle_cores()
             command = [sys.executable, "-m", __name__, "--model", str(path), "--slots", str(cfg.slots),
-                       "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(cfg.threads),
+                       "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(threads),
                        "--cache-ram-mib", str(cfg.cache_ram_mib)]
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("wb")
@@ -256,7 +288,7 @@ def _serve(argv: list[str] | None = None) -> None:
     os._exit(0)
 
 
-__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "model_file"]
+__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "idle_cores", "model_file"]
 
 if __name__ == "__main__":
     _serve()

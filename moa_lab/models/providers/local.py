@@ -53,8 +53,8 @@ class LocalClient:
             self._server = None
 
 
-def default_config(cache_dir: Path, slots: int, ctx_per_slot: int = 2048) -> EmbeddedServerConfig:
-    return EmbeddedServerConfig(cache_dir=cache_dir, slots=max(1, slots), ctx_per_slot=ctx_per_slot)
+def default_config(cache_dir: Path, slots: int, ctx_per_slot: int = 2048, threads: int | None = None) -> EmbeddedServerConfig:
+    return EmbeddedServerConfig(cache_dir=cache_dir, slots=max(1, slots), ctx_per_slot=ctx_per_slot, threads=threads)
 
 
 __all__ = ["DEFAULT_MODEL", "LocalClient", "PROMPT_OVERHEAD_TOKENS", "default_config"]
