@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import random
 from pathlib import Path
@@ -28,6 +29,7 @@ from moa_lab.routing._data import _answer_ids
 from moa_lab.routing._train import kfold
 from moa_lab.search._space import SearchSpace, suggest
 from moa_lab.selection import LearnedSelector, Router, build_selector, vote_static
+from moa_lab.selection._kernels import latent_vote_quality
 from moa_lab.testing import HashEmbedder, ScriptedClient
 from moa_lab.tracking import read_runlog
 from moa_lab.topology import AgentSpec, LayerSpec, SelectorSpec, TopologySpec
@@ -249,6 +251,33 @@ def test_offline_vote_replays_the_vote_aggregator(trial: int) -> None:
     answers = _answer_ids([texts], build("extractor", "answer"))
     replayed = vote_static(answers, np.array([right], float), list(range(len(texts))))[0]
     assert replayed == right[answer.chosen]
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_predicted_vote_quality_is_the_exact_expectation_over_every_outcome(trial: int) -> None:
+    """The kernels' closed forms against enumerating every right/wrong outcome of the members."""
+    rng = np.random.default_rng(trial)
+    members = rng.permutation(8)[: rng.integers(1, 6)]
+    p, shift, weight, mix = rng.random(8), rng.normal(size=(3, 8)), rng.dirichlet(np.ones(3)), rng.random()
+
+    def exact(q: np.ndarray) -> float:  # members sorted most likely first: ties go to the first
+        q = np.sort(q)[::-1]
+        total = 0.0
+        for outcome in itertools.product([0, 1], repeat=len(q)):
+            right = np.array(outcome)
+            chance = float(np.prod(np.where(right == 1, q, 1 - q)))
+            distinct = right[0] == 1 or right.sum() >= 2  # wrong answers all differ
+            alike = 1.0 if 2 * right.sum() > len(q) else 0.5 if 2 * right.sum() == len(q) else 0.0
+            total += chance * (mix * distinct + (1 - mix) * alike)
+        return total
+
+    slots = np.append(members, -1)[None, :]  # an unused slot, as the greedy search pads its rows
+    probs = np.where(slots >= 0, p[np.where(slots >= 0, slots, 0)], 0.0)
+    plain = latent_vote_quality(probs, slots >= 0, slots, mix)[0]
+    latent = latent_vote_quality(probs, slots >= 0, slots, mix, weight, shift)[0]
+    logit = np.log(p[members] / (1 - p[members]))
+    assert plain == pytest.approx(exact(p[members]), abs=1e-12)
+    assert latent == pytest.approx(sum(w * exact(1 / (1 + np.exp(-(logit + s[members])))) for w, s in zip(weight, shift)), abs=1e-9)
 
 
 def test_embedding_cache_embeds_each_text_once(tmp_path: Path) -> None:

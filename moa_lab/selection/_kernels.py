@@ -47,13 +47,14 @@ def vote_quality(probs: np.ndarray, valid: np.ndarray, mix: float) -> np.ndarray
     ordered so that ties go to the first. A mix of two error models: wrong answers all distinct
     (right when two agree, or when the first is right) and wrong answers all alike (right on a strict
     majority, half a chance on an even split); `mix` is the weight of the first, fitted in training."""
-    order = np.argsort(-probs, axis=1)
-    probs = np.take_along_axis(probs, order, axis=1)
+    probs = -np.sort(-probs, axis=1)
     n = valid.sum(axis=1)
-    first = probs[:, 0]
+    first = probs[:, :1]
     rest = _count_distribution(probs[:, 1:])
-    distinct = first + (1 - first) * (1 - rest[:, 0] - rest[:, 1])
-    counts = _count_distribution(probs)
+    distinct = first[:, 0] + (1 - first[:, 0]) * (1 - rest[:, 0] - rest[:, 1])
+    counts = np.zeros((len(probs), rest.shape[1] + 1))  # rest's counts and the first member's
+    counts[:, :-1] = rest * (1 - first)
+    counts[:, 1:] += rest * first
     c = np.arange(counts.shape[1])
     majority = (counts * ((2 * c[None, :] > n[:, None]) + 0.5 * (2 * c[None, :] == n[:, None]))).sum(axis=1)
     return mix * distinct + (1 - mix) * majority
@@ -71,11 +72,10 @@ def latent_vote_quality(probs: np.ndarray, valid: np.ndarray, members: np.ndarra
         return vote_quality(probs, valid, mix)
     logits = np.log(np.clip(probs, 1e-6, 1 - 1e-6) / np.clip(1 - probs, 1e-6, 1))
     safe = np.where(valid, members, 0)
-    total = np.zeros(len(probs))
-    for weight, shift in zip(class_weight, class_shift):
-        shifted = np.where(valid, sigmoid(logits + shift[safe]), 0.0)
-        total += weight * vote_quality(shifted, valid, mix)
-    return total
+    shifted = np.where(valid, sigmoid(logits + class_shift[:, safe]), 0.0)  # (classes, rows, slots)
+    classes = len(class_weight)
+    quality = vote_quality(shifted.reshape(-1, probs.shape[1]), np.tile(valid, (classes, 1)), mix)
+    return np.asarray(class_weight) @ quality.reshape(classes, len(probs))
 
 
 def synthesize_quality(probs: np.ndarray, valid: np.ndarray, members: np.ndarray, diversity: np.ndarray,
