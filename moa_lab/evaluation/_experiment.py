@@ -18,7 +18,7 @@ from moa_lab.topology import SelectorSpec, TopologySpec, load_topology, read_yam
 class BudgetSpec(BaseModel):
     """A hard cap for the run, in US dollars and/or tokens."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     usd: float | None = Field(None, ge=0)
     tokens: int | None = Field(None, ge=0)
@@ -29,7 +29,7 @@ class SplitSpec(BaseModel):
     a router was trained on), then `holdout` of the rest (by a hash of seed and sample id, so the
     split does not depend on sample order) are held out; `part` says which side to run."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     holdout: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
@@ -40,7 +40,7 @@ class SplitSpec(BaseModel):
 class BenchmarkSpec(BaseModel):
     """What to evaluate on: `builtin` tasks, `gsm8k`, `alpaca_eval`, `mt_bench` or `jsonl`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: Literal["builtin", "gsm8k", "alpaca_eval", "mt_bench", "jsonl"]
     path: str | None = None
@@ -55,7 +55,7 @@ class BenchmarkSpec(BaseModel):
 class TrackingSpec(BaseModel):
     """Where runs are logged. MLflow defaults to the project's `mlruns/mlflow.db`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     mlflow: bool = True
     tracking_uri: str | None = None
@@ -74,7 +74,7 @@ class ExperimentSpec(BaseModel):
     when the samples have targets. `moa-lab search` reads `search`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     description: str = ""

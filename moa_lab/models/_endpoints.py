@@ -15,7 +15,7 @@ class EndpointConfig(BaseModel):
     outputs under `paths`).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: Literal["openai", "local", "replay"]
     base_url: str | None = None

@@ -23,7 +23,7 @@ COLUMNS = {"quality": "quality", "usd": "cost_per_query_usd", "latency": "latenc
 class SearchConfig(BaseModel):
     """The `search:` section of an experiment: the space and how to search it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     space: SearchSpace
     trials: int = Field(30, ge=1)

@@ -16,7 +16,7 @@ class RouterKnobs(BaseModel):
     """A trained router's knobs for a study: λ (quality points per dollar, searched on a log scale)
     and the subset size limit k."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     path: str
     lam: tuple[float, float] = (1.0, 1e5)
@@ -38,7 +38,7 @@ class CascadeKnobs(BaseModel):
     without a cascade, so the study compares both; `exits` lists the choices of the cascade's exit
     (asked only where a later layer or a model aggregator could be skipped)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     threshold: tuple[float, float] = (0.5, 1.0)
     first: tuple[int, int] = (2, 3)
@@ -67,7 +67,7 @@ class SearchSpace(BaseModel):
     tunes a trained router's λ and k over the router's own pool instead (and `pool` may be empty).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     pool: tuple[str, ...] = ()
     layers: tuple[int, int] = (1, 1)

@@ -14,7 +14,7 @@ class AgentSpec(BaseModel):
     built (unknown names get "did you mean").
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     agent: str = "plain"
 
@@ -44,7 +44,7 @@ class CascadeSpec(BaseModel):
     `similarity`), and later layers and the aggregator are not called.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     stages: tuple[int, ...] = ()
     threshold: float = Field(1.0, ge=0.0, le=1.0)
@@ -72,7 +72,7 @@ class CascadeSpec(BaseModel):
 class LayerSpec(BaseModel):
     """The proposers of one layer; they run concurrently (stage by stage with a `cascade`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     proposers: tuple[AgentSpec, ...] = Field(min_length=1)
     cascade: CascadeSpec | None = None
@@ -96,7 +96,7 @@ class LayerSpec(BaseModel):
 class SelectorSpec(BaseModel):
     """A registered selector choosing each query's layer-1 proposers: `{kind: first-k, k: 3}`."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     kind: str = "all"
 
@@ -113,7 +113,7 @@ class TopologySpec(BaseModel):
     arrived (failures stay in the trace); `fail` fails the query instead.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str = "custom"
     layers: tuple[LayerSpec, ...] = Field(min_length=1)

@@ -21,7 +21,7 @@ VERSION = 2
 class RunHeader(BaseModel):
     """The first line of a RunLog: what ran (topology, scorer) on how many samples."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     schema_: Literal["moa-lab/runlog"] = Field(SCHEMA, alias="schema")
     version: int = VERSION
@@ -43,7 +43,7 @@ class RunHeader(BaseModel):
 class QueryRecord(BaseModel):
     """What one query produced: the answer, every layer's proposals, every call, and its score."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     sample: Sample
     answer: Answer | None = None
