@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from moa_lab.benchmarks import find_data
-from moa_lab.routing import RouterEval, embed_data, evaluate, evaluate_subpools, train
+from moa_lab.routing import RouterEval, embed_data, embedder_spec, evaluate, evaluate_subpools, train
 
 
 def share(v: float | None) -> str:
@@ -48,7 +48,7 @@ def splits(args: argparse.Namespace) -> None:
             result = RouterEval.from_dict(json.loads(stored.read_text()))
         else:
             if not (args.reuse and (folder / "router.json").is_file()):
-                train(args.data, folder, seed=seed, prices=args.prices)
+                train(args.data, folder, seed=seed, prices=args.prices, embedder=args.embedder)
             result, _ = evaluate(folder, args.data, mlflow=False)
         s = result.summary
         best = s["best_single"]
@@ -111,7 +111,7 @@ class _Point:
 
 
 def subpools(args: argparse.Namespace) -> None:
-    spec = {"kind": "minilm"}
+    spec = embedder_spec(args.embedder)
     loaded = embed_data(args.data, spec, prices=args.prices)
     print(f"{args.subpools} random sub-pools of {args.size} of {len(loaded.data.proposers)} models (draw seed {args.seed})")
     print(f"{'pool':>4} {'best single (train)':<27} | {'area router':>11}{'cascade':>9}{'static':>9} | "
@@ -138,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data:gsm8k")
     parser.add_argument("--prices", help="YAML of extra list prices ({model: {input, output}}, $ per million tokens)")
+    parser.add_argument("--embedder", help="the routers' embedder (default: the routers' default, minilm-int8; minilm, hash)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--subpools", type=int, help="train and evaluate on this many random sub-pools instead")
     parser.add_argument("--size", type=int, default=9, help="models per sub-pool")

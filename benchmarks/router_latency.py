@@ -76,16 +76,23 @@ def main() -> None:
         base = timed(lambda q: everyone.select(q, pool), queries)
         embed = timed(lambda q: embedder.encode([q]), queries)
         timings = {kind: timed(lambda q: sel.select(q, pool), queries) for kind, sel in selectors.items()}
+        # the subset rule on its own where it searches widest (λ = 0: subsets as large as the pool allows),
+        # whether or not the router routes there: the worst case of the "choose" step
+        x = embedder.encode(queries)
+        probs, usd = router.success(x), router.cost(np.array([len(q) for q in queries]))
+        rule = timed(lambda i: router.rule.choose(probs[i], usd[i], lam=0.0, x=x[i]), range(len(queries)))
         sizes = {kind: statistics.mean(len(sel.select(q, pool)) for q in queries) for kind, sel in selectors.items()}
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
           f"{len(queries)} held-out GSM8K questions one at a time, {len(pool)} proposers")
     print(f"{'selector':<52}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'x embed':>10}")
     e50 = statistics.median(embed)
     print(row("all proposers (the default, baseline)", base, e50))
-    print(row("embedding alone (all-MiniLM-L6-v2)", embed, e50))
+    spec = router.meta["embedder"]["spec"]
+    print(row(f"embedding alone ({spec if isinstance(spec, str) else spec.get('kind', 'minilm')})", embed, e50))
     for kind, ms in timings.items():
         what = "embed + predict + choose" if kind == "routes" else "static subset, no embedding"
         print(row(f"learned, λ = {lams[kind]:g} ({what})", ms, e50))
+    print(row("subset rule alone at λ = 0 (its widest search)", rule, e50))
     for kind, ms in timings.items():
         print(f"λ = {lams[kind]:g} ({kind}): p95 {float(np.percentile(ms, 95)):.2f} ms (target < 20 ms); "
               f"minus embedding p50 {statistics.median(ms) - e50:.2f} ms; proposers chosen per query {sizes[kind]:.2f}")

@@ -46,6 +46,21 @@ def test_minilm_on_onnxruntime_gives_the_vectors_of_sentence_transformers(minilm
     assert np.abs(onnx[1] - onnx[0]).max() > 0.01  # the long text is not padding: it embeds differently
 
 
+def test_minilm_int8_is_its_own_embedder_close_to_minilm(minilm) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[routing]')")
+    from moa_lab.embedding import build_embedder
+
+    texts = ["How many apples does Tom have left?", "What is the capital of Peru?", "Ünïcode, 日本語 and 🙂",
+             "Janet's ducks lay 16 eggs per day; she eats three and bakes with four. How much does she make?"]
+    int8 = build_embedder("minilm-int8")
+    x, again, full = int8.encode(texts), build_embedder("minilm-int8").encode(texts), minilm.encode(texts)
+    assert int8.id != minilm.id and int8.dim == minilm.dim == 384  # a router trained on one refuses the other
+    assert x.dtype == np.float32 and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    assert np.array_equal(x, again)  # the quantized file is made once and gives the same vectors every time
+    cosine = (x * full).sum(axis=1)
+    assert cosine.min() > 0.95 and np.abs(x - full).max() > 1e-4  # close to minilm's vectors, yet not the same
+
+
 def test_gsm8k_pool_train_and_eval_through_the_cli(minilm, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "router"

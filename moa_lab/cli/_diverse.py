@@ -10,14 +10,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from moa_lab.cli._router import console, dataset_path, router_app
+from moa_lab.cli._router import EMBEDDER_HELP, console, dataset_path, router_app
 
 
 @router_app.command("diverse")
 def diverse_(
     data: Annotated[Path, typer.Argument(help="A recorded-dataset folder (GSM8K layout, e.g. data:gsm8k) or an evaluation RunLog (.jsonl) of the pool.")],
     out: Annotated[Path, typer.Option(help="Reference folder to write.")],
-    embedder: Annotated[str, typer.Option(help="Embedder: minilm (all-MiniLM-L6-v2) or hash.")] = "minilm",
+    embedder: Annotated[Optional[str], typer.Option(help=EMBEDDER_HELP + ".")] = None,
     diversity: Annotated[float, typer.Option(help="Default weight of dissimilar mistakes against competence (1 = a determinantal point process, 0 = the k most competent).")] = 1.0,
     compare: Annotated[str, typer.Option(help="Sizes k at which to compare diverse, top-k and random-k on the held-out split (comma-separated; empty for none).")] = "2,3,5",
     test_fraction: Annotated[float, typer.Option(help="Share of queries held out for the comparison.")] = 0.3,

@@ -2,6 +2,7 @@
 
 from moa_lab.embedding._cache import EmbeddingCache, Memoized
 from moa_lab.embedding._embedder import (
+    ROUTER_EMBEDDER,
     Embedder,
     HashEmbedder,
     MiniLMEmbedder,
@@ -10,4 +11,4 @@ from moa_lab.embedding._embedder import (
     embedder,
 )
 
-__all__ = ["Embedder", "EmbeddingCache", "HashEmbedder", "Memoized", "MiniLMEmbedder", "build_embedder", "embed", "embedder"]
+__all__ = ["ROUTER_EMBEDDER", "Embedder", "EmbeddingCache", "HashEmbedder", "Memoized", "MiniLMEmbedder", "build_embedder", "embed", "embedder"]

@@ -13,7 +13,7 @@ import numpy as np
 from moa_lab.core import ConfigError
 from moa_lab.routing._data import RoutingData
 from moa_lab.routing._diversity import fit_reference
-from moa_lab.routing._workflow import embed_data
+from moa_lab.routing._workflow import embed_data, embedder_spec
 from moa_lab.selection import Reference, vote_routed
 
 METHODS = ("diverse", "top-k", "top-k-train", "random-k")
@@ -47,14 +47,14 @@ class Comparison:
         return next(c for c in self.choices if c.method == method and c.k == k)
 
 
-def build_reference(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] = "minilm",
+def build_reference(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] | None = None,
                     test_fraction: float = 0.3, seed: int = 0, holdout: bool = True, diversity: float = 1.0,
                     labels: bool = False, **data_args: Any) -> Reference:
     """Build a diverse selector's reference set from `source` and write it to `out` (from the
     scores instead of the consensus with `labels`, see `fit_reference`). With `holdout` (the
     default) the seeded test split is left out, so `compare_selectors` measures on queries the
     reference does not hold."""
-    spec = {"kind": embedder} if isinstance(embedder, str) else dict(embedder)
+    spec = embedder_spec(embedder)
     loaded = embed_data(source, spec, **data_args)
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)

@@ -7,12 +7,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from moa_lab.core import ConfigError, default_cache_dir
-from moa_lab.embedding import Embedder, EmbeddingCache, build_embedder, embed
+from moa_lab.embedding import ROUTER_EMBEDDER, Embedder, EmbeddingCache, build_embedder, embed
 from moa_lab.routing._data import RoutingData, load_routing_data
 from moa_lab.routing._evaluate import RouterEval, evaluate_router
 from moa_lab.routing._single import evaluate_single
@@ -43,11 +44,19 @@ def embed_data(source: str | Path, embedder_spec: dict[str, Any], **data_args: A
     return Embedded(data, x, embedder, time.perf_counter() - start)
 
 
-def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] = "minilm", test_fraction: float = 0.3,
+def embedder_spec(embedder: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """An embedder spec from a name (`minilm`), a spec, or None (`ROUTER_EMBEDDER`)."""
+    if embedder is None or isinstance(embedder, str):
+        return {"kind": embedder or ROUTER_EMBEDDER}
+    return dict(embedder)
+
+
+def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any] | None = None, test_fraction: float = 0.3,
           seed: int = 0, holdout: bool = True, config: TrainConfig | None = None, **data_args: Any) -> Router:
     """Train a router on `source` and write its artifact to `out`. With `holdout` (the default) the
-    seeded test split is left out, so `evaluate` can measure on queries the router never saw."""
-    spec = {"kind": embedder} if isinstance(embedder, str) else dict(embedder)
+    seeded test split is left out, so `evaluate` can measure on queries the router never saw.
+    `embedder`: a name or spec; None, `ROUTER_EMBEDDER`."""
+    spec = embedder_spec(embedder)
     loaded = embed_data(source, spec, **data_args)
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)
