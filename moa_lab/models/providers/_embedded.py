@@ -116,7 +116,8 @@ class EmbeddedServerConfig:
     """Serve this GGUF file instead of the packaged one (which is then never assembled)."""
 
     def __post_init__(self) -> None:
-        if min(self.slots, self.ctx_per_slot, 1 if self.threads is None else self.threads) < 1 or self.cache_ram_mib < 0 or self.startup_timeout <= 0:
+        threads = 1 if self.threads is None else self.threads
+        if min(self.slots, self.ctx_per_slot, threads) < 1 or self.cache_ram_mib < 0 or self.startup_timeout <= 0:
             raise ValueError(f"slots, ctx_per_slot and threads must be >= 1, cache_ram_mib >= 0, startup_timeout > 0: {self}")
 
 
