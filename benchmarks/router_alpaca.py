@@ -1,7 +1,7 @@
 """A `single` router on the AlpacaEval verdict pool (one system per instruction), over several
 held-out splits, side by side with the best single system chosen on the training split.
 
-For each seed: train on 70% of the instructions (MiniLM embeddings through the on-disk cache),
+For each seed: train on 70% of the instructions (minilm-int8 embeddings through the on-disk cache),
 replay the other 30% for the router's λ sweep and for every system alone, and print one row: the
 best single system chosen on the training split with its held-out win rate and $ per instruction;
 the $ at which the router first matches that win rate (and its share of the best single's $); the
