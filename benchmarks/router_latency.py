@@ -1,9 +1,9 @@
 """Router selection latency: what a learned selector adds to each query, measured per query.
 
 Trains (or loads) a router on the 18-model GSM8K pool, then times `LearnedSelector.select` on
-held-out questions one at a time, the way the pipeline calls it: embed the question with
-the router's embedder (minilm-int8 by default; no cache: a new query is never cached), predict every proposer's success and $,
-choose the subset. The baseline in the same run is the default selector (every proposer), and the
+held-out questions one at a time, the way the pipeline calls it: embed the question with the
+router's embedder (minilm-int8 by default; no cache: a new query is never cached), predict every
+proposer's success and $, choose the subset. The baseline in the same run is the default selector (every proposer), and the
 embedding alone is timed too, so the table shows where the time goes. A router that calls a static
 subset at some λ (training found routing no better there) answers those without embedding: it is
 timed at the λ nearest --lam where it routes and, if any, where it is static.
