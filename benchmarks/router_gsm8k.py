@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from moa_lab.benchmarks import find_data
-from moa_lab.routing import RouterEval, embed_data, embedder_spec, evaluate, evaluate_subpools, train
+from moa_lab.routing import RouterEval, as_embedder_spec, embed_data, evaluate, evaluate_subpools, train
 
 
 def share(v: float | None) -> str:
@@ -111,7 +111,7 @@ class _Point:
 
 
 def subpools(args: argparse.Namespace) -> None:
-    spec = embedder_spec(args.embedder)
+    spec = as_embedder_spec(args.embedder)
     loaded = embed_data(args.data, spec, prices=args.prices)
     print(f"{args.subpools} random sub-pools of {args.size} of {len(loaded.data.proposers)} models (draw seed {args.seed})")
     print(f"{'pool':>4} {'best single (train)':<27} | {'area router':>11}{'cascade':>9}{'static':>9} | "

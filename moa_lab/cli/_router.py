@@ -141,10 +141,10 @@ def _choices(choices: list[dict]) -> Table:  # type: ignore[type-arg]
 
 
 def _subpools(folder: Path, data: Path, pools: int, size: int, seed: int, embedder: str | None, data_args: dict) -> None:  # type: ignore[type-arg]
-    from moa_lab.routing import embed_data, embedder_spec, evaluate_subpools
+    from moa_lab.routing import as_embedder_spec, embed_data, evaluate_subpools
 
     start = time.perf_counter()
-    spec = embedder_spec(embedder)
+    spec = as_embedder_spec(embedder)
     with console.status("embedding queries"):
         loaded = embed_data(data, spec, **data_args)
     table = Table("pool", "best single (train)", "area router", "area cascade", "area static", "router $", "cascade $", "static $",

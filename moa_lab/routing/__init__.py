@@ -20,7 +20,7 @@ from moa_lab.routing._subpools import Subpool, SubpoolReport, evaluate_subpools
 from moa_lab.routing._reference import Comparison, build_reference, compare_selectors, ratio_interval
 from moa_lab.routing._train import KINDS, TrainConfig, train_router
 from moa_lab.selection import vote_routed, vote_static
-from moa_lab.routing._workflow import embed_data, embedder_spec, evaluate, plot_curves, train
+from moa_lab.routing._workflow import as_embedder_spec, embed_data, evaluate, plot_curves, train
 
 __all__ = [
     "Comparison",
@@ -32,10 +32,10 @@ __all__ = [
     "Subpool",
     "SubpoolReport",
     "TrainConfig",
+    "as_embedder_spec",
     "build_reference",
     "compare_selectors",
     "embed_data",
-    "embedder_spec",
     "evaluate",
     "evaluate_router",
     "evaluate_subpools",

@@ -13,7 +13,7 @@ import numpy as np
 from moa_lab.core import ConfigError
 from moa_lab.routing._data import RoutingData
 from moa_lab.routing._diversity import fit_reference
-from moa_lab.routing._workflow import embed_data, embedder_spec
+from moa_lab.routing._workflow import as_embedder_spec, embed_data
 from moa_lab.selection import Reference, vote_routed
 
 METHODS = ("diverse", "top-k", "top-k-train", "random-k")
@@ -54,7 +54,7 @@ def build_reference(source: str | Path, out: str | Path, *, embedder: str | dict
     scores instead of the consensus with `labels`, see `fit_reference`). With `holdout` (the
     default) the seeded test split is left out, so `compare_selectors` measures on queries the
     reference does not hold."""
-    spec = embedder_spec(embedder)
+    spec = as_embedder_spec(embedder)
     loaded = embed_data(source, spec, **data_args)
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ def embed_data(source: str | Path, embedder_spec: dict[str, Any], **data_args: A
     return Embedded(data, x, embedder, time.perf_counter() - start)
 
 
-def embedder_spec(embedder: str | Mapping[str, Any] | None) -> dict[str, Any]:
+def as_embedder_spec(embedder: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """An embedder spec from a name (`minilm`), a spec, or None (`ROUTER_EMBEDDER`)."""
     if embedder is None or isinstance(embedder, str):
         return {"kind": embedder or ROUTER_EMBEDDER}
@@ -56,7 +56,7 @@ def train(source: str | Path, out: str | Path, *, embedder: str | dict[str, Any]
     """Train a router on `source` and write its artifact to `out`. With `holdout` (the default) the
     seeded test split is left out, so `evaluate` can measure on queries the router never saw.
     `embedder`: a name or spec; None, `ROUTER_EMBEDDER`."""
-    spec = embedder_spec(embedder)
+    spec = as_embedder_spec(embedder)
     loaded = embed_data(source, spec, **data_args)
     data = loaded.data
     rows, _ = data.split(test_fraction, seed) if holdout else (np.arange(len(data.ids)), None)
