@@ -3,6 +3,7 @@ answer is known (fast), and on the shared GSM8K pool (slow)."""
 
 from __future__ import annotations
 
+import math
 import json
 import random
 from pathlib import Path
@@ -138,6 +139,7 @@ def test_without_signal_the_router_keeps_to_static_subsets() -> None:
     points = router.operating
     assert len(points) == len(LAMBDAS)
     table = SubsetTable.measure(data.rows(train_rows))
+    assert list(points[0].subset) == table.members[table.front()[-1]]  # λ = 0: against the most accurate subset
     for p in points:
         if p.routes:
             mixed = _hull_at(table.cost(), table.accuracy(), p.routed_usd)
@@ -164,20 +166,39 @@ def test_the_static_sweep_finds_every_front_subset_the_router_calls_between_coar
     assert coarse == {(5,), (0,)}
     swept = static_sweep(router, (1.0, 100.0))
     assert sorted(swept.values()) == [(j,) for j in range(6)]
-    assert list(swept) == sorted(swept) and min(swept) == 1.0  # each at the first λ that calls it, dearest first
+    assert list(swept) == sorted(swept) and min(swept) == 0.0  # each at the first λ that calls it, dearest first
     assert static_sweep(router, (1.0, 100.0), k=0) == {}  # no subset fits k=0: the router would route
+
+
+def test_the_static_fallback_reaches_both_ends_of_the_front() -> None:
+    """Routing would spend between $0.05 and $0.3 at the trained λ, yet where the router keeps to
+    static subsets it still offers the whole front: at λ = 0 the most accurate subset (price is no
+    object), between 0 and the first trained λ every subset up to it, and beyond the largest trained λ
+    every cheaper one, down to the cheapest at λ = inf."""
+    front = [{"subset": [j], "usd": usd, "accuracy": acc}
+             for j, (usd, acc) in enumerate([(0.01, 0.5), (0.02, 0.6), (0.05, 0.7), (0.1, 0.75), (0.3, 0.8), (1.0, 0.85)])]
+    point = {"routes": False, "routed_accuracy": 0.0, "static_accuracy": 0.0, "static_usd": 0.0, "gain": 0.0, "stderr": 0.0}
+    meta = {"aggregator": "vote", "operating": {"same_price": 1.05, "front": front, "points": [
+        {**point, "lam": 0.0, "subset": [5], "routed_usd": 0.3}, {**point, "lam": 1.0, "subset": [4], "routed_usd": 0.3},
+        {**point, "lam": 100.0, "subset": [2], "routed_usd": 0.05}]}}
+    router = Router(meta, {})
+    assert [router.static_subset(lam) for lam in (0.0, 1.0, 100.0, math.inf)] == [[5], [4], [2], [0]]
+    assert router.static_subset(200.0) == [1]  # beyond λ = 100 the budget falls as 1/λ: $0.025 at 200
+    assert sorted(static_sweep(router, (0.0, 1.0, 100.0)).values()) == [(j,) for j in range(6)]
 
 
 def test_with_signal_routing_is_kept_where_it_wins() -> None:
     """Two cheap experts, each right on one kind of question, and a dear all-rounder: routing each
-    query to its expert wins by far, and cross-validation keeps it."""
+    query to its expert wins by far at its price, and cross-validation keeps it (at λ = 0 routing is
+    measured against the most accurate subset at any price, so there it only has to win)."""
     data = _pool(400, [0.5, 0.5, 0.97, 0.3], [1e-5, 1e-5, 1e-3, 5e-6], seed=4, signal=True)
     x, embedder = _embed(data)
     train_rows, test_rows = data.split(0.3, 0)
     router = train_router(data.rows(train_rows), x[train_rows], embedder, HASH,
                           TrainConfig(kinds=("knn", "logistic"), lambdas=LAMBDAS))
     routed = [p for p in router.operating if p.routes]
-    assert routed and all(p.gain > 0.1 for p in routed)
+    assert routed and all(p.gain > 0.1 for p in routed if p.lam > 0)
+    assert all(p.gain > p.stderr for p in routed)
     result = evaluate_router(router, data, x, train_rows, test_rows, lambdas=LAMBDAS)
     assert result.area["router"] > result.area["static-best"] + 0.02
 

@@ -147,17 +147,13 @@ def evaluate_router(router: Router, data: RoutingData, x: np.ndarray, train: np.
     return result
 
 
-def static_sweep(router: Router, lambdas: Sequence[float], *, k: int | None = None, steps: int = 2001) -> dict[float, tuple[int, ...]]:
-    """Each distinct static subset `router` calls at some λ, at the first λ it does so: `lambdas` and a
-    fine log grid over their range. Where it is static, the router calls the front's best subset at
-    routing's price there, and that price moves continuously with λ, so a coarse grid would skip
+def static_sweep(router: Router, lambdas: Sequence[float], *, k: int | None = None) -> dict[float, tuple[int, ...]]:
+    """Each distinct static subset `router` calls at some λ, at the first λ it does so, over `lambdas`
+    and the λ at which its static fallback changes subset (`Router.static_lambdas`). The fallback's
+    subset moves with routing's price, which moves continuously with λ, so a grid alone would skip
     front subsets the router does call."""
-    positive = [lam for lam in lambdas if lam > 0]
-    grid = set(lambdas)
-    if positive:
-        grid |= set(np.logspace(math.log10(min(positive)), math.log10(max(positive)), steps).tolist())
     found: dict[tuple[int, ...], float] = {}
-    for lam in sorted(grid):
+    for lam in sorted(set(lambdas) | set(router.static_lambdas())):
         subset = router.static_subset(lam, k=k)
         if subset is not None:
             found.setdefault(tuple(subset), lam)

@@ -3,13 +3,15 @@
 Per fold of the training split, the router's subset rule (out-of-fold success predictions, the
 library measured on the fold's other rows) routes each held-out row at every λ, and the static
 policy "the most accurate subset on the other rows at no more than routing's mean $" answers the same
-rows. Routing is kept at a λ only when its paired accuracy gain over that static policy exceeds `z`
+rows (at λ = 0: the most accurate subset, whatever its price). Routing is kept at a λ only when its
+paired accuracy gain over that static policy exceeds `z`
 standard errors (the static side may spend `SAME_PRICE` times routing's $); elsewhere the router calls the best static subset (on the whole training split) at
 routing's price, for every query.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -80,7 +82,7 @@ def fit_operating_points(table: SubsetTable, folds: Folds, right: np.ndarray, sp
     cost, accuracy = table.cost(), table.accuracy()
     points = []
     for l, lam in enumerate(lambdas):
-        budget = float(spend[:, l].mean()) * SAME_PRICE
+        budget = math.inf if lam <= 0 else float(spend[:, l].mean()) * SAME_PRICE  # λ = 0: price is no object
         s_right, s_spend = (a[rows] for a in static_out_of_fold(table, folds, budget))
         diff = right[:, l].astype(float) - s_right
         gain = float(diff.mean())

@@ -27,7 +27,7 @@ from moa_lab.core import ConfigError
 from moa_lab.embedding import Embedder
 from moa_lab.selection._cascade import CascadePlan
 from moa_lab.selection._kernels import knn_success, mlp_logits, sigmoid
-from moa_lab.selection._operating import OperatingPoint, StaticOption, nearest_point, routed_usd, static_at
+from moa_lab.selection._operating import OperatingPoint, StaticOption, nearest_point, static_option, switch_lambdas
 from moa_lab.selection._rules import Library, SingleModel, SubsetRule, SynthesisModel, VoteModel
 from moa_lab.topology import AgentSpec
 
@@ -191,17 +191,25 @@ class Router:
     def static_subset(self, lam: float, *, k: int | None = None) -> list[int] | None:
         """The static subset the router calls for every query at `lam`, or None where it routes per
         query (or the subset exceeds `k`). Routing or not is the choice trained at the nearest λ; the
-        subset is the front's best at routing's price at `lam` (interpolated between trained λ)."""
+        subset is the front's option `static_option` names (the best at routing's price at `lam`,
+        the most accurate at λ = 0, the cheapest at λ = inf)."""
         point = nearest_point(self.operating, lam)
         if point is None or point.routes:
             return None
         subset = point.subset
         if self.static_front:
             slack = float(self.meta["operating"].get("same_price", 1.0))
-            subset = static_at(self.static_front, routed_usd(self.operating, lam), slack).subset
+            subset = static_option(self.operating, self.static_front, lam, slack).subset
         if k is not None and len(subset) > k:
             return None
         return list(subset)
+
+    def static_lambdas(self) -> list[float]:
+        """λ at which to sweep the router to meet every static subset it calls at some λ (see
+        `switch_lambdas`); empty for routers that always route."""
+        if not self.operating or not self.static_front:
+            return []
+        return switch_lambdas(self.operating, self.static_front, float(self.meta["operating"].get("same_price", 1.0)))
 
     def cascade(self, lam: float) -> CascadePlan | None:
         """The cascade with the best training accuracy − lam × $, or None when none was learned."""
