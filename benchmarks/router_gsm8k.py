@@ -17,6 +17,8 @@ sub-pool i splits with seed + i), and counts where the router and the cascade be
 --reuse reads finished splits or sub-pools back from --out (their stored eval.json) instead of redoing
 them; with --only I J ... just those sub-pools are done, so slices can run side by side.
 --cascades-only learns and replays only the cascades and the static subsets per split (no router).
+--subpools N --cascade-bound compares, per sub-pool, the learned cascade's $ at the best single's
+accuracy with the cheapest any candidate cascade reaches on the held-out questions themselves.
 """
 
 from __future__ import annotations
@@ -105,6 +107,54 @@ def cascades_only(args: argparse.Namespace) -> None:
               f"{share(at_best(cascade)):>15}{share(at_best(static)):>9} | {time.perf_counter() - start:>5.0f}", flush=True)
 
 
+def cascade_bound(args: argparse.Namespace) -> None:
+    """Per sub-pool (the draws and splits of --subpools), how far the cascade family can go: the
+    cheapest learned plan (chosen on the training split, as `router train` does) that reaches the best
+    single's held-out accuracy, against the cheapest of *all* candidate cascades that does so on the
+    held-out questions themselves (an upper bound no choice among the candidates can beat), with up to
+    3 and up to 4 stages; each as a share of the best single's $."""
+    import statistics
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from moa_lab.routing import load_routing_data
+    from moa_lab.routing._cascade import candidates, front_plans, replay, replay_columns
+    from moa_lab.routing._subsets import SubsetTable
+    from moa_lab.routing._train import kfold
+
+    data = load_routing_data(args.data, prices=args.prices)
+    rng = np.random.default_rng(args.seed)
+    print(f"{'pool':>4} {'best single (train)':<27} | {'$ share learned':>15}{'bound, 3 stages':>17}{'4 stages':>10}")
+    shares: list[list[float]] = [[], [], []]
+    for i in range(args.subpools):
+        pool = data.columns(sorted(int(j) for j in rng.choice(len(data.proposers), args.size, replace=False)))
+        train_rows, test_rows = pool.split(0.3, args.seed + i)
+        tr, te = pool.rows(train_rows), pool.rows(test_rows)
+        best = int(np.argmax(np.nanmean(tr.success, axis=0)))
+        target, best_usd = float(te.success[:, best].mean()), float(np.nanmean(te.cost[:, best]))
+        row = []
+        with threadpool_limits(1):
+            table = SubsetTable.measure(tr)
+            held_out = SubsetTable.measure(te, table.members, order=table.order)
+            folds = kfold(len(tr.ids), 5, args.seed + i)
+            learned = [(float(r.mean()), float(s.mean())) for r, s, _ in (replay(p, te) for p in front_plans(candidates(tr, table, folds), table))]
+            row.append(min((u for a, u in learned if a >= target), default=float("inf")) / best_usd)
+            for stages in (3, 4):
+                found = candidates(tr, table, folds, max_stages=stages)
+                right, spend = replay_columns(held_out, found.columns, found.thresholds)
+                reach = right.mean(axis=0) >= target
+                row.append(float(spend.mean(axis=0)[reach].min()) / best_usd if reach.any() else float("inf"))
+        for column, value in zip(shares, row):
+            column.append(value)
+        print(f"{i:>4} {pool.names[best][:26]:<27} | {share(row[0]) if row[0] < float('inf') else 'never':>15}"
+              f"{share(row[1]) if row[1] < float('inf') else 'never':>17}{share(row[2]) if row[2] < float('inf') else 'never':>10}", flush=True)
+    medians = [statistics.median(c) for c in shares]
+    at_most = [sum(v <= 0.10 for v in c) for c in shares]
+    print(f"median: learned {share(medians[0])} ({at_most[0]} pools ≤ 10%); bound with 3 stages {share(medians[1])} "
+          f"({at_most[1]}), with 4 stages {share(medians[2])} ({at_most[2]})")
+
+
 class _Point:
     def __init__(self, usd: float, accuracy: float) -> None:
         self.usd, self.accuracy = usd, accuracy
@@ -145,13 +195,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sub-pool draws")
     parser.add_argument("--out", default=None)
     parser.add_argument("--cascades-only", action="store_true", help="per split, only the cascades and static subsets (no router: minutes, not hours)")
+    parser.add_argument("--cascade-bound", action="store_true", help="with --subpools: the learned cascade against the best any candidate cascade does on the held-out questions")
     parser.add_argument("--reuse", action="store_true", help="read finished splits / sub-pools back from --out instead of redoing them")
     parser.add_argument("--only", type=int, nargs="+", help="do only these sub-pools (to run slices in parallel; then --reuse)")
     args = parser.parse_args()
     args.data = str(find_data(args.data, root)) if args.data.startswith("data:") else args.data  # pulled, or ../shared/data
     args.out = args.out or str(root / "runs" / ("router-subpools" if args.subpools else "router-bench"))
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {date.today()}; data {args.data}")
-    if args.subpools:
+    if args.subpools and args.cascade_bound:
+        cascade_bound(args)
+    elif args.subpools:
         subpools(args)
     elif args.cascades_only:
         cascades_only(args)

@@ -4,9 +4,9 @@ Per fold of the training split, the router's subset rule (out-of-fold success pr
 library measured on the fold's other rows) routes each held-out row at every λ, and the static
 policy "the most accurate subset on the other rows at no more than routing's mean $" answers the same
 rows (at λ = 0: the most accurate subset, whatever its price). Routing is kept at a λ only when its
-paired accuracy gain over that static policy exceeds `z`
-standard errors (the static side may spend `SAME_PRICE` times routing's $); elsewhere the router calls the best static subset (on the whole training split) at
-routing's price, for every query.
+paired accuracy gain over that static policy exceeds `z` standard errors (the static side may spend
+`SAME_PRICE` times routing's $); elsewhere the router calls the best static subset (on the whole
+training split) at routing's price, for every query (`moa_lab.selection` `static_option`).
 """
 
 from __future__ import annotations
