@@ -77,7 +77,6 @@ def cascades_only(args: argparse.Namespace) -> None:
     from moa_lab.routing._cascade import candidates, front_plans, replay
     from moa_lab.routing._evaluate import _area
     from moa_lab.routing._subsets import SubsetTable
-    from moa_lab.routing._train import kfold
     from moa_lab.selection import vote_static
 
     data = load_routing_data(args.data, prices=args.prices)
@@ -88,7 +87,7 @@ def cascades_only(args: argparse.Namespace) -> None:
         tr, te = data.rows(train_rows), data.rows(test_rows)
         with threadpool_limits(1):
             table = SubsetTable.measure(tr)
-            plans = front_plans(candidates(tr, table, kfold(len(tr.ids), 5, seed)), table)
+            plans = front_plans(candidates(tr, table), table)
         best = int(np.argmax(np.nanmean(tr.success, axis=0)))
         best_acc, best_usd = float(te.success[:, best].mean()), float(np.nanmean(te.cost[:, best]))
         cascade = [(float(s.mean()), float(r.mean())) for r, s, _ in (replay(p, te) for p in plans)]
@@ -121,7 +120,6 @@ def cascade_bound(args: argparse.Namespace) -> None:
     from moa_lab.routing import load_routing_data
     from moa_lab.routing._cascade import candidates, front_plans, replay, replay_columns
     from moa_lab.routing._subsets import SubsetTable
-    from moa_lab.routing._train import kfold
 
     data = load_routing_data(args.data, prices=args.prices)
     rng = np.random.default_rng(args.seed)
@@ -137,11 +135,10 @@ def cascade_bound(args: argparse.Namespace) -> None:
         with threadpool_limits(1):
             table = SubsetTable.measure(tr)
             held_out = SubsetTable.measure(te, table.members, order=table.order)
-            folds = kfold(len(tr.ids), 5, args.seed + i)
-            learned = [(float(r.mean()), float(s.mean())) for r, s, _ in (replay(p, te) for p in front_plans(candidates(tr, table, folds), table))]
+            learned = [(float(r.mean()), float(s.mean())) for r, s, _ in (replay(p, te) for p in front_plans(candidates(tr, table), table))]
             row.append(min((u for a, u in learned if a >= target), default=float("inf")) / best_usd)
             for stages in (3, 4):
-                found = candidates(tr, table, folds, max_stages=stages)
+                found = candidates(tr, table, max_stages=stages)
                 right, spend = replay_columns(held_out, found.columns, found.thresholds)
                 reach = right.mean(axis=0) >= target
                 row.append(float(spend.mean(axis=0)[reach].min()) / best_usd if reach.any() else float("inf"))

@@ -77,7 +77,7 @@ def test_cascade_learns_to_stop_when_cheap_proposers_agree() -> None:
     train_rows, test_rows = data.split(0.3, 0)
     train, test = data.rows(train_rows), data.rows(test_rows)
     table = SubsetTable.measure(train)
-    found = candidates(train, table, kfold(len(train.ids), 5, 0))
+    found = candidates(train, table)
     plans = front_plans(found, table)
     assert all(a.usd <= b.usd and a.accuracy < b.accuracy for a, b in zip(plans, plans[1:]))  # a front, cheapest first
     dear_alone = float(vote_static(test.answers, test.success, [2]).mean())
@@ -93,7 +93,7 @@ def test_cascade_learns_to_stop_when_cheap_proposers_agree() -> None:
 def test_candidate_replay_matches_the_plan_replay() -> None:
     data = _pool(200, [0.6, 0.7, 0.8, 0.9, 0.5], [1e-5, 2e-5, 5e-5, 1e-4, 1e-6], seed=2)
     table = SubsetTable.measure(data)
-    found = candidates(data, table, kfold(200, 4, 0))
+    found = candidates(data, table)
     picks = np.random.default_rng(0).choice(len(found.accuracy), 40, replace=False)
     right, spend = replay_columns(table, [found.columns[i] for i in picks], [found.thresholds[i] for i in picks])
     for col, i in enumerate(picks):

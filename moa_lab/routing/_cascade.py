@@ -26,14 +26,12 @@ MAX_STAGES = 3
 @dataclass
 class Candidates:
     """Cascade candidates replayed on training rows: per candidate, its cumulative subsets (table
-    columns, one per stage), stop thresholds, and accuracy and mean $ over every row and per fold."""
+    columns, one per stage), stop thresholds, and accuracy and mean $ over every row."""
 
     columns: list[tuple[int, ...]]
     thresholds: list[tuple[float, ...]]
     accuracy: np.ndarray
     usd: np.ndarray
-    fold_train: tuple[np.ndarray, np.ndarray]
-    fold_val: tuple[np.ndarray, np.ndarray]
 
     def plan(self, i: int, table: SubsetTable, accuracy: float | None = None, usd: float | None = None) -> CascadePlan:
         """Candidate i as a plan (proposer indices in the table's pool)."""
@@ -47,20 +45,14 @@ class Candidates:
                            usd=None if usd is None else float(usd))
 
 
-def candidates(data: RoutingData, table: SubsetTable, folds: Sequence[tuple[np.ndarray, np.ndarray]], *,
-               max_stages: int = MAX_STAGES, per_level: int = 8) -> Candidates:
+def candidates(data: RoutingData, table: SubsetTable, *, max_stages: int = MAX_STAGES, per_level: int = 8) -> Candidates:
     """Replay every candidate cascade on the rows `table` was measured on (`data`'s rows)."""
     column = {tuple(s): c for c, s in enumerate(table.members)}
     full = [s for s in library(table.measured(), per_level=per_level) if len(s) <= MAX_SIZE]
     rank = {j: r for r, j in enumerate(table.order)}
-    n = len(data.ids)
-    val_mask = np.zeros((len(folds), n))
-    for f, (_, val) in enumerate(folds):
-        val_mask[f, val] = 1.0
-    val_size = val_mask.sum(axis=1, keepdims=True)
     cols: list[tuple[int, ...]] = []
     taus: list[tuple[float, ...]] = []
-    stats: list[np.ndarray] = []
+    accuracy, usd = [], []
     subset_cost = table.row_costs()
     for subset in full:
         members = sorted(subset, key=rank.__getitem__)
@@ -72,16 +64,11 @@ def candidates(data: RoutingData, table: SubsetTable, folds: Sequence[tuple[np.n
                 chain_cols.append(tuple(column[tuple(s)] for s in chain))
                 chain_taus.append(tuple(tau))
         right, spend = replay_columns(table, chain_cols, chain_taus, subset_cost)
-        correct = right.astype(float)
-        stats.append(np.concatenate([correct.mean(0)[None], spend.mean(0)[None],
-                                     val_mask @ correct / val_size, val_mask @ spend / val_size,
-                                     (correct.sum(0) - val_mask @ correct) / (n - val_size),
-                                     (spend.sum(0) - val_mask @ spend) / (n - val_size)]))
+        accuracy.append(right.mean(axis=0))
+        usd.append(spend.mean(axis=0))
         cols += chain_cols
         taus += chain_taus
-    s = np.concatenate(stats, axis=1)
-    k = len(folds)
-    return Candidates(cols, taus, s[0], s[1], (s[2 + 2 * k:2 + 3 * k], s[2 + 3 * k:]), (s[2:2 + k], s[2 + k:2 + 2 * k]))
+    return Candidates(cols, taus, np.concatenate(accuracy), np.concatenate(usd))
 
 
 def replay_columns(table: SubsetTable, columns: Sequence[tuple[int, ...]], thresholds: Sequence[tuple[float, ...]],

@@ -126,7 +126,7 @@ def _fit(data: RoutingData, x: np.ndarray, folds: Folds, config: TrainConfig) ->
             arrays |= part.arrays
         meta |= _static_or_routed(data, x, folds, oof, meta, arrays, table, config)
         if config.cascade_stages > 0:
-            meta["cascade"] = _cascades(data, folds, table, config)
+            meta["cascade"] = _cascades(data, table, config)
     return meta, arrays
 
 
@@ -149,11 +149,11 @@ def _static_or_routed(data: RoutingData, x: np.ndarray, folds: Folds, oof: np.nd
                           "points": [p.to_dict() for p in points], "front": front}}
 
 
-def _cascades(data: RoutingData, folds: Folds, table: SubsetTable, config: TrainConfig) -> dict[str, Any]:
+def _cascades(data: RoutingData, table: SubsetTable, config: TrainConfig) -> dict[str, Any]:
     """The `cascade` entry: the plans no cheaper plan matches on the training split, and per λ the
     plan with the best training accuracy − λ × $."""
     start = time.perf_counter()
-    found = candidates(data, table, folds, max_stages=config.cascade_stages)
+    found = candidates(data, table, max_stages=config.cascade_stages)
     plans = front_plans(found, table)
     usd = np.array([p.usd for p in plans])
     accuracy = np.array([p.accuracy for p in plans])
