@@ -35,7 +35,7 @@ from moa_lab.routing import RouterEval, as_embedder_spec, embed_data, evaluate, 
 
 
 def share(v: float | None) -> str:
-    return f"{v:.1%}" if v is not None else "never"
+    return f"{v:.1%}" if v is not None and v < float("inf") else "never"
 
 
 def splits(args: argparse.Namespace) -> None:
@@ -144,8 +144,7 @@ def cascade_bound(args: argparse.Namespace) -> None:
                 row.append(float(spend.mean(axis=0)[reach].min()) / best_usd if reach.any() else float("inf"))
         for column, value in zip(shares, row):
             column.append(value)
-        print(f"{i:>4} {pool.names[best][:26]:<27} | {share(row[0]) if row[0] < float('inf') else 'never':>15}"
-              f"{share(row[1]) if row[1] < float('inf') else 'never':>17}{share(row[2]) if row[2] < float('inf') else 'never':>10}", flush=True)
+        print(f"{i:>4} {pool.names[best][:26]:<27} | {share(row[0]):>15}{share(row[1]):>17}{share(row[2]):>10}", flush=True)
     medians = [statistics.median(c) for c in shares]
     at_most = [sum(v <= 0.10 for v in c) for c in shares]
     print(f"median: learned {share(medians[0])} ({at_most[0]} pools ≤ 10%); bound with 3 stages {share(medians[1])} "
@@ -177,7 +176,7 @@ def subpools(args: argparse.Namespace) -> None:
         return
     median = report.cascade_median_share
     print(f"router area ≥ static in {report.router_wins} of {args.subpools}; cascade area ≥ static in {report.cascade_wins} of "
-          f"{args.subpools}; cascade's $ at the best single's accuracy: median {share(median) if median != float('inf') else 'never'}")
+          f"{args.subpools}; cascade's $ at the best single's accuracy: median {share(median)}")
 
 
 def main() -> None:
