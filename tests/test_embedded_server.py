@@ -195,6 +195,27 @@ def test_threads_are_every_usable_core_where_cpu_times_cannot_be_read(monkeypatc
     assert _embedded.idle_cores(sample_s=0) == 3
 
 
+@pytest.mark.parametrize(("workers", "idle", "threads"), [(None, 2, 2), ("1", 2, 2), ("2", 2, 1), ("2", 1, 1), ("3", 8, 2)])
+def test_workers_of_one_job_share_the_idle_cores(monkeypatch: pytest.MonkeyPatch, workers: str | None, idle: int,
+                                                threads: int) -> None:
+    """`moa-lab search --workers N` starts N servers at once: each sees every core idle, so each takes
+    its share of them, not all (two threads on one core stall llama.cpp's barrier)."""
+    monkeypatch.setattr(_embedded, "idle_cores", lambda sample_s=0.3: idle)
+    if workers is None:
+        monkeypatch.delenv(_embedded.WORKERS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(_embedded.WORKERS_ENV, workers)
+    assert _embedded.default_threads() == threads
+
+
+@pytest.mark.parametrize("value", ["0", "two", ""])
+def test_a_bad_worker_count_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setattr(_embedded, "idle_cores", lambda sample_s=0.3: 2)
+    monkeypatch.setenv(_embedded.WORKERS_ENV, value)
+    with pytest.raises(EmbeddedModelError, match="MOA_LAB_WORKERS=.*whole number"):
+        _embedded.default_threads()
+
+
 def test_importing_the_module_does_not_load_xllamacpp() -> None:
     code = "import sys, moa_lab.models.providers._embedded; print('xllamacpp' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

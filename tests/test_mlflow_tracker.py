@@ -206,6 +206,20 @@ def test_default_store_under_project_root(tmp_path: Path) -> None:
     assert MlflowTracker(project_root=tmp_path, traces=False).experiment_id == tracker.experiment_id
 
 
+def test_workers_that_start_together_share_a_new_sqlite_store(tmp_path: Path) -> None:
+    """MLflow creates a sqlite store's schema on first use; three processes opening a new store at
+    once (as `moa-lab search --workers 3` does) each get the experiment, none a schema error."""
+    code = ("import sys; from moa_lab.tracking import MlflowTracker; "
+            "print(MlflowTracker(tracking_uri=sys.argv[1], experiment='workers').experiment_id)")
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    (tmp_path / "mlruns").mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-400:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # one experiment, found by all three
+
+
 def test_runs_nest_and_misuse_is_reported(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 

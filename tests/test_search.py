@@ -153,3 +153,32 @@ def test_a_study_searches_the_cascade_threshold_and_its_trials_call_in_stages(tm
         # a and b agree: the first stage stops every query, c and d are never called
         assert records and all([(s.stage, s.proposals, s.agreed) for s in r.stages] == [(1, 2, True)] for r in records)
         assert all(sorted(c.model for c in r.calls) == ["fake/a", "fake/b"] for r in records)
+
+
+def test_search_workers_share_the_idle_cores_among_their_embedded_servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers 2` starts two worker processes that each start their own embedded server at once;
+    each is told it is one of two, so each server takes half the idle cores (`default_threads`)."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from moa_lab.cli import app
+    from moa_lab.models.providers._embedded import WORKERS_ENV
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class Worker:
+        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+            started.append((cmd, env))
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Worker)
+    _experiment(tmp_path, budget=None)
+    body = yaml.safe_load((tmp_path / "exp.yaml").read_text())  # the pool's endpoint, never called here
+    body["endpoints"] = {"fake": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(body))
+    res = CliRunner().invoke(app, ["search", str(tmp_path / "exp.yaml"), "--workers", "2"], env={"MOA_LAB_CACHE_DIR": str(tmp_path / "cache")})
+    assert res.exit_code == 0, res.output
+    assert len(started) == 2 and all(env[WORKERS_ENV] == "2" and "--resume" in cmd for cmd, env in started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -44,7 +45,10 @@ def search(
         open_study(exp, models, storage=storage, resume=resume)  # created once, baselines enqueued once
         cmd = [sys.executable, "-m", "moa_lab.cli", "search", str(experiment), "--resume"]
         cmd += (["--trials", str(trials)] if trials else []) + (["--storage", storage] if storage else [])
-        procs = [subprocess.Popen(cmd) for _ in range(workers)]
+        from moa_lab.models.providers._embedded import WORKERS_ENV
+
+        env = {**os.environ, WORKERS_ENV: str(workers)}  # embedded servers, one per worker, share the idle cores
+        procs = [subprocess.Popen(cmd, env=env) for _ in range(workers)]
         codes = [p.wait() for p in procs]
         _show_front(pareto(load_study(exp, storage)), search_config(exp).objectives, search_config(exp).space.pool)
         if any(codes):

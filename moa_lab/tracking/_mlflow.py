@@ -6,10 +6,12 @@ only, because importing it costs over a second and `import moa_lab.tracking` mus
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,19 @@ PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 TABLE_FILE = "queries.json"
 TRACES_PER_FLUSH = 256  # below MLflow's export queue size (1000 tasks), which drops traces when full
+
+@contextlib.contextmanager
+def _first_use(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a sqlite store while this process first opens it. MLflow
+    creates and migrates the schema on first use, and search workers that start together would
+    otherwise all do so at once ("table alembic_version already exists")."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(tracking_uri.removeprefix("sqlite:///") + ".lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
+        yield
+
 
 def default_tracking_uri(project_root: Path) -> str:
     """The local default store: a sqlite database under `<project_root>/mlruns`."""
@@ -80,9 +95,10 @@ class MlflowTracker:
             # Without this MLflow puts a sqlite store's artifacts in ./mlruns of whatever the cwd
             # is; next to the database keeps them together (and is the default layout).
             artifact_location = (db.parent.resolve() / "artifacts").as_uri()
-        self._client: MlflowClient = MlflowClient(self.tracking_uri)
-        self._scope = TraceScope(self.tracking_uri)
-        self.experiment_id = self._experiment(experiment, artifact_location)
+        with _first_use(self.tracking_uri):
+            self._client: MlflowClient = MlflowClient(self.tracking_uri)
+            self._scope = TraceScope(self.tracking_uri)
+            self.experiment_id = self._experiment(experiment, artifact_location)
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         from mlflow.exceptions import MlflowException

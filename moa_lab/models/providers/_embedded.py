@@ -93,6 +93,25 @@ def idle_cores(sample_s: float = 0.3) -> int:
     return max(1, min(usable, round(idle_fraction * (os.cpu_count() or usable))))
 
 
+WORKERS_ENV = "MOA_LAB_WORKERS"
+"""How many processes of one job share this machine, each with its own embedded server (`moa-lab
+search --workers N` sets it for its workers); the idle cores are divided among them."""
+
+
+def default_threads(sample_s: float = 0.3) -> int:
+    """Compute threads for a server started now: the idle cores (`idle_cores`), divided among the
+    `MOA_LAB_WORKERS` processes that start one each (at least 1). Two workers that start together
+    both see every core idle; each taking all of them would put two threads on every core."""
+    raw = os.environ.get(WORKERS_ENV, "1")
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise EmbeddedModelError(f"{WORKERS_ENV}={raw!r}: give the number of worker processes sharing this machine (a whole number, at least 1)")
+    return max(1, idle_cores(sample_s) // workers)
+
+
 def _cpu_times() -> list[int]:
     with open("/proc/stat", encoding="ascii") as stat:
         fields = stat.readline().split()
@@ -109,7 +128,8 @@ class EmbeddedServerConfig:
     slots: int = 4
     ctx_per_slot: int = 2048
     threads: int | None = None
-    """Compute threads; None: one per core that is idle when the server starts (`idle_cores`)."""
+    """Compute threads; None: one per core that is idle when the server starts, shared among the
+    job's workers (`default_threads`)."""
     cache_ram_mib: int = 256  # bounds the host prompt cache: unbounded, the process grew to 1.5 GB
     startup_timeout: float = 60.0
     model_path: Path | None = None
@@ -158,7 +178,7 @@ class EmbeddedServer:
             if not Path(path).is_file():
                 raise EmbeddedModelError(f"model file not found: {path}; set EmbeddedServerConfig.model_path to a GGUF file")
             cfg = self.config
-            threads = cfg.threads or idle_cores()
+            threads = cfg.threads or default_threads()
             command = [sys.executable, "-m", __name__, "--model", str(path), "--slots", str(cfg.slots),
                        "--ctx-per-slot", str(cfg.ctx_per_slot), "--threads", str(threads),
                        "--cache-ram-mib", str(cfg.cache_ram_mib)]
@@ -289,7 +309,8 @@ def _serve(argv: list[str] | None = None) -> None:
     os._exit(0)
 
 
-__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "idle_cores", "model_file"]
+__all__ = ["DEFAULT_MODEL", "EmbeddedModelError", "EmbeddedServer", "EmbeddedServerConfig", "WORKERS_ENV", "default_threads",
+           "idle_cores", "model_file"]
 
 if __name__ == "__main__":
     _serve()
