@@ -30,6 +30,7 @@ METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 TABLE_FILE = "queries.json"
 TRACES_PER_FLUSH = 256  # below MLflow's export queue size (1000 tasks), which drops traces when full
 
+
 @contextlib.contextmanager
 def _first_use(tracking_uri: str) -> Iterator[None]:
     """Hold an exclusive lock beside a sqlite store while this process first opens it. MLflow
