@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from moa_lab.core import MoaLabError
-from moa_lab.models.providers import _embedded
+from moa_lab.models.providers import _cores, _embedded
 from moa_lab.models.providers._embedded import (
     EmbeddedModelError,
     EmbeddedServer,
@@ -180,19 +180,19 @@ def test_threads_default_to_the_cores_idle_when_the_server_starts(
 ) -> None:
     # /proc/stat's first line: user nice system idle iowait irq softirq steal, summed over 2 cores
     readings = iter([[0] * 8, [busy, 0, 0, idle, 0, 0, 0, 0]])
-    monkeypatch.setattr(_embedded, "_cpu_times", lambda: next(readings))
-    monkeypatch.setattr(_embedded.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(_embedded.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
-    assert _embedded.idle_cores(sample_s=0) == threads
+    monkeypatch.setattr(_cores, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(_cores.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_cores.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert _cores.idle_cores(sample_s=0) == threads
 
 
 def test_threads_are_every_usable_core_where_cpu_times_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
     def unreadable() -> list[int]:
         raise OSError("no /proc/stat")
 
-    monkeypatch.setattr(_embedded, "_cpu_times", unreadable)
-    monkeypatch.setattr(_embedded.os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
-    assert _embedded.idle_cores(sample_s=0) == 3
+    monkeypatch.setattr(_cores, "_cpu_times", unreadable)
+    monkeypatch.setattr(_cores.os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert _cores.idle_cores(sample_s=0) == 3
 
 
 @pytest.mark.parametrize(("workers", "idle", "threads"), [(None, 2, 2), ("1", 2, 2), ("2", 2, 1), ("2", 1, 1), ("3", 8, 2)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,17 @@ class LearnedSelector:
         self._position = np.argsort(self._order)  # router index -> candidate index
         self._keys = tuple(proposer_key(c) for c in candidates)
 
+    @cached_property
+    def _static(self) -> list[int] | None:
+        """The subset the router calls for every query at this selector's λ, or None where it routes."""
+        return self.router.static_subset(self.lam, k=self.k) if self.max_usd is None else None
+
     def select(self, query: str, candidates: Sequence[AgentSpec]) -> list[int]:
         """Indices into `candidates` of the proposers this query calls."""
         if self._order is None or tuple(proposer_key(c) for c in candidates) != self._keys:
             self.bind(candidates)
         assert self._order is not None
-        static = self.router.static_subset(self.lam, k=self.k) if self.max_usd is None else None
+        static = self._static
         if static is not None:  # training found routing no better than this subset at this λ: no embedding needed
             return [int(self._position[j]) for j in static]
         x = self.embedder.encode([query])

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from moa_lab.core import MoaLabError
+from moa_lab.models.providers._cores import idle_cores
 
 DEFAULT_MODEL = "gemma-3-270m"
 """The model name users write, e.g. ``local/gemma-3-270m``."""
@@ -71,28 +72,6 @@ def model_file(cache_dir: Path) -> Path:
     return target
 
 
-def idle_cores(sample_s: float = 0.3) -> int:
-    """How many of the cores this process may use are idle now (at least 1), from two readings of
-    /proc/stat `sample_s` apart; every usable core where /proc/stat is unreadable.
-
-    llama.cpp's threads meet at a barrier for every matrix product, so one thread that shares its core
-    with another busy process stalls the rest: with one of 2 cores busy, 2 threads served 15-18x
-    slower than 1 (docs/reliability.md), while on an idle machine 2 were 1.7x faster."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        first = _cpu_times()
-        time.sleep(sample_s)
-        second = _cpu_times()
-    except (OSError, ValueError, IndexError):
-        return usable
-    elapsed = [b - a for a, b in zip(first, second)]
-    total = sum(elapsed)
-    if total <= 0:
-        return usable
-    idle_fraction = (elapsed[3] + elapsed[4]) / total  # idle and iowait; steal counts as busy
-    return max(1, min(usable, round(idle_fraction * (os.cpu_count() or usable))))
-
-
 WORKERS_ENV = "MOA_LAB_WORKERS"
 """How many processes of one job share this machine, each with its own embedded server (`moa-lab
 search --workers N` sets it for its workers); the idle cores are divided among them."""
@@ -110,14 +89,6 @@ def default_threads(sample_s: float = 0.3) -> int:
     if workers < 1:
         raise EmbeddedModelError(f"{WORKERS_ENV}={raw!r}: give the number of worker processes sharing this machine (a whole number, at least 1)")
     return max(1, idle_cores(sample_s) // workers)
-
-
-def _cpu_times() -> list[int]:
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = stat.readline().split()
-    if fields[0] != "cpu":
-        raise ValueError("unexpected /proc/stat")
-    return [int(value) for value in fields[1:9]]
 
 
 @dataclass(frozen=True)
