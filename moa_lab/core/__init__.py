@@ -11,6 +11,7 @@ from moa_lab.core._errors import (
 from moa_lab.core._cache_dir import default_cache_dir
 from moa_lab.core._eager import gather_eager, shield_eager
 from moa_lab.core._gc import collecting_less
+from moa_lab.core._processes import process_alive, this_process
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
@@ -40,5 +41,7 @@ __all__ = [
     "default_cache_dir",
     "gather_eager",
     "shield_eager",
+    "process_alive",
+    "this_process",
     "redact_uri",
 ]

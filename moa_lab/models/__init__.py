@@ -1,9 +1,10 @@
 """Models: one `Model` wrapper (cache, budget, concurrency, retry, cost) over narrow providers."""
 
+from moa_lab.core import process_alive
 from moa_lab.models._budget import Admission, Budget, Reservation
-from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SqliteCache, call_key
+from moa_lab.models._cache import CallCache, MemoryCache, RedisCache, SharedCache, SqliteCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
-from moa_lab.models._ledger import LedgerBudget, process_alive
+from moa_lab.models._ledger import LedgerBudget
 from moa_lab.models._endpoints import EndpointConfig, default_endpoints
 from moa_lab.models._model import CacheOnly, Model, RetryPolicy, cache_only, gather_calls
 from moa_lab.models._modelset import ModelSet
@@ -28,6 +29,7 @@ __all__ = [
     "RecordedCall",
     "Reservation",
     "RetryPolicy",
+    "SharedCache",
     "SqliteCache",
     "cache_only",
     "call_key",

@@ -1,4 +1,10 @@
-"""Content-addressed call cache: (model, messages, sampling, sample index) -> completion."""
+"""Content-addressed call cache: (model, messages, sampling, sample index) -> completion.
+
+Caches shared by processes (sqlite, Redis) also hold *claims*: the process about to make a call
+claims its key, and another process that misses the same key waits for the answer instead of
+paying for the call again (`Model.call`). A claim whose holder died (on this host), or that is
+older than `CLAIM_TTL_S`, is taken over.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from moa_lab.core import Completion, Request, StoreDamaged, Usage
+from moa_lab.core import Completion, Request, StoreDamaged, Usage, process_alive, this_process
+
+CLAIM_TTL_S = 600.0
+"""A claim this old is taken over even when its holder may be alive: a call that long is stuck."""
 
 
 class CallCache(Protocol):
@@ -21,6 +30,25 @@ class CallCache(Protocol):
     def get(self, key: str) -> Completion | None: ...
 
     def put(self, key: str, completion: Completion) -> None: ...
+
+
+@runtime_checkable
+class SharedCache(CallCache, Protocol):
+    """A cache several processes use at once, which lets one of them make each call."""
+
+    def claim(self, key: str) -> bool:
+        """True when this process may make the call `key` (no other live process claims it);
+        the claim ends with `put` or `release`."""
+        ...
+
+    def release(self, key: str) -> None:
+        """End this process's claim on `key` without an answer (the call failed)."""
+        ...
+
+
+def claim_is_stale(host: str, pid: int, at: float) -> bool:
+    """Whether a claim taken by process `pid` on `host` at time `at` may be taken over."""
+    return time.time() - at > CLAIM_TTL_S or (host == this_process()[0] and not process_alive(pid))
 
 
 class Bounded(dict):  # type: ignore[type-arg]
@@ -104,7 +132,9 @@ class SqliteCache:
         self._local = threading.local()
         self._seen = Bounded(remembered)
         with self._guard():
-            self._connect().execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+            db = self._connect()
+            db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+            db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, at REAL NOT NULL)")
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -137,11 +167,28 @@ class SqliteCache:
 
     def put(self, key: str, completion: Completion) -> None:
         with self._guard():
-            self._connect().execute(
-                "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)",
-                (key, encode(completion), time.time()),
-            )
+            db = self._connect()
+            with db:  # the answer and the end of its claim, together
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)", (key, encode(completion), time.time()))
+                db.execute("DELETE FROM claims WHERE key = ? AND host = ? AND pid = ?", (key, *this_process()))
         self._seen.keep(key, completion)
+
+    def claim(self, key: str) -> bool:
+        host, pid = this_process()
+        with self._guard():
+            db = self._connect()
+            with db:
+                db.execute("BEGIN IMMEDIATE")  # read and take in one write transaction: one process wins
+                row = db.execute("SELECT host, pid, at FROM claims WHERE key = ?", (key,)).fetchone()
+                if row is not None and (row[0], row[1]) != (host, pid) and not claim_is_stale(*row):
+                    return False
+                db.execute("INSERT OR REPLACE INTO claims (key, host, pid, at) VALUES (?, ?, ?, ?)", (key, host, pid, time.time()))
+                return True
+
+    def release(self, key: str) -> None:
+        with self._guard():
+            self._connect().execute("DELETE FROM claims WHERE key = ? AND host = ? AND pid = ?", (key, *this_process()))
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
@@ -181,3 +228,29 @@ class RedisCache:
 
     def put(self, key: str, completion: Completion) -> None:
         self._db.set(self._prefix + key, encode(completion))
+        self.release(key)
+
+    def claim(self, key: str) -> bool:
+        host, pid = this_process()
+        name, mine = f"{self._prefix}claim:{key}", f"{host}:{pid}:{time.time()}"
+        if self._db.set(name, mine, nx=True, ex=int(CLAIM_TTL_S)):  # expires by itself: held by no one for good
+            return True
+        held = self._db.get(name)
+        if held is None:
+            return bool(self._db.set(name, mine, nx=True, ex=int(CLAIM_TTL_S)))
+        holder, _, at = held.decode().rpartition(":")
+        holder_host, _, holder_pid = holder.rpartition(":")
+        if (holder_host, holder_pid) == (host, str(pid)):
+            return True
+        if not claim_is_stale(holder_host, int(holder_pid), float(at)):
+            return False
+        # take it over only if it is still the stale one (another waiter may have been first)
+        return bool(self._db.eval(_SWAP, 1, name, held, mine, int(CLAIM_TTL_S)))
+
+    def release(self, key: str) -> None:
+        host, pid = this_process()
+        self._db.eval(_RELEASE, 1, f"{self._prefix}claim:{key}", f"{host}:{pid}:")
+
+
+_SWAP = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) end return nil"
+_RELEASE = "local v = redis.call('get', KEYS[1]) if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from moa_lab.core import BudgetExceeded, StoreDamaged, redact_uri
+from moa_lab.core import BudgetExceeded, StoreDamaged, process_alive, redact_uri
 from moa_lab.models._budget import Admission, Reservation
 from moa_lab.models._reports import Reports
 
@@ -249,17 +249,6 @@ class LedgerBudget:
 
     def __repr__(self) -> str:
         return f"LedgerBudget({self.name!r}, usd={self.max_usd}, tokens={self.max_tokens})"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a worker that is gone holds nothing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

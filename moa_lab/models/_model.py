@@ -26,7 +26,7 @@ from moa_lab.core import (
     shield_eager,
 )
 from moa_lab.models._budget import Admission, Budget, Reservation
-from moa_lab.models._cache import CallCache, call_key
+from moa_lab.models._cache import CallCache, SharedCache, call_key
 from moa_lab.models._client import BoundedClient, ModelClient
 from moa_lab.models._pricing import Price, estimate_tokens, prompt_token_bound
 
@@ -108,6 +108,7 @@ class Model:
         self._overhead = prompt_overhead_tokens
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self._bounded = isinstance(client, BoundedClient)  # a runtime Protocol check is slow: once, not per call
+        self._shared = isinstance(cache, SharedCache)
 
     async def call(
         self,
@@ -170,23 +171,52 @@ class Model:
                     return record(None, False, 0, _describe(exc))
             future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
+        claimed = False
         try:
+            if key is not None and self._shared:
+                answered = await self._claim(key)  # another process may be making this very call
+                if answered is not None:
+                    self._resolve(key, completion=answered)
+                    return record(answered, True, 0, None)
+                claimed = True
             began = time.perf_counter()
             completion, attempts = await self._call_endpoint(request, budget if budget is not None else self._budget, f"{layer}:{agent}")
             completion = replace(completion, latency_s=time.perf_counter() - began)
         except (EndpointError, BudgetExceeded, ReplayMissing) as exc:
-            if key is not None:
-                self._resolve(key, exc=exc)
+            self._abandon(key, claimed, exc)
             attempts = exc.attempts if isinstance(exc, EndpointError) else int(isinstance(exc, ReplayMissing))
             return record(None, False, attempts, _describe(exc))
         except BaseException as exc:
-            if key is not None:
-                self._resolve(key, exc=exc)
+            self._abandon(key, claimed, exc)
             raise
         if key is not None:
             self._cache.put(key, completion)  # type: ignore[union-attr]
             self._resolve(key, completion=completion)
         return record(completion, False, attempts, None)
+
+    async def _claim(self, key: str) -> Completion | None:
+        """Claim the call `key` in the shared cache (None: this process makes it), or wait while
+        another live process holds the claim, and return the answer it stores."""
+        delay = 0.02
+        while True:
+            if self._cache.claim(key):  # type: ignore[union-attr]
+                hit = self._cache.get(key)  # type: ignore[union-attr]  # stored between our miss and our claim
+                if hit is not None:
+                    self._cache.release(key)  # type: ignore[union-attr]
+                return hit
+            await asyncio.sleep(delay)
+            if (hit := self._cache.get(key)) is not None:  # type: ignore[union-attr]
+                return hit
+            delay = min(delay * 2, 1.0)
+
+    def _abandon(self, key: str | None, claimed: bool, exc: BaseException) -> None:
+        """The call `key` ended without an answer: its sharers in this process get `exc`, and other
+        processes may claim it."""
+        if key is None:
+            return
+        if claimed:
+            self._cache.release(key)  # type: ignore[union-attr]
+        self._resolve(key, exc=exc)
 
     def _resolve(self, key: str, *, completion: Completion | None = None, exc: BaseException | None = None) -> None:
         future = self._inflight.pop(key)

@@ -9,9 +9,9 @@ import threading
 import warnings
 from typing import Any
 
-from moa_lab.core import ConfigError, collecting_less
+from moa_lab.core import ConfigError, collecting_less, process_alive
 from moa_lab.evaluation import Experiment, groups
-from moa_lab.models import Budget, ModelSet, process_alive
+from moa_lab.models import Budget, ModelSet
 from moa_lab.search._config import SearchConfig, search_config, search_split, study_dir
 from moa_lab.search._front import pareto, write_front_plot
 from moa_lab.search._space import SearchSpace, subset_params
