@@ -9,7 +9,7 @@ import time
 from collections.abc import Coroutine, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from moa_lab.core import (
     BudgetExceeded,
@@ -190,22 +190,25 @@ class Model:
             self._abandon(key, claimed, exc)
             raise
         if key is not None:
-            self._cache.put(key, completion)  # type: ignore[union-attr]
-            self._resolve(key, completion=completion)
+            try:
+                self._cache.put(key, completion)  # type: ignore[union-attr]
+            finally:  # sharers in this process get the answer even when the cache cannot keep it
+                self._resolve(key, completion=completion)
         return record(completion, False, attempts, None)
 
     async def _claim(self, key: str) -> Completion | None:
         """Claim the call `key` in the shared cache (None: this process makes it), or wait while
         another live process holds the claim, and return the answer it stores."""
+        cache = cast(SharedCache, self._cache)
         delay = 0.02
         while True:
-            if self._cache.claim(key):  # type: ignore[union-attr]
-                hit = self._cache.get(key)  # type: ignore[union-attr]  # stored between our miss and our claim
+            if cache.claim(key):
+                hit = cache.get(key)  # stored between our miss and our claim
                 if hit is not None:
-                    self._cache.release(key)  # type: ignore[union-attr]
+                    cache.release(key)
                 return hit
             await asyncio.sleep(delay)
-            if (hit := self._cache.get(key)) is not None:  # type: ignore[union-attr]
+            if (hit := cache.get(key)) is not None:
                 return hit
             delay = min(delay * 2, 1.0)
 
@@ -214,9 +217,9 @@ class Model:
         processes may claim it."""
         if key is None:
             return
-        if claimed:
-            self._cache.release(key)  # type: ignore[union-attr]
         self._resolve(key, exc=exc)
+        if claimed:
+            cast(SharedCache, self._cache).release(key)
 
     def _resolve(self, key: str, *, completion: Completion | None = None, exc: BaseException | None = None) -> None:
         future = self._inflight.pop(key)
