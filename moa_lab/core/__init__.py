@@ -11,7 +11,7 @@ from moa_lab.core._errors import (
 from moa_lab.core._cache_dir import default_cache_dir
 from moa_lab.core._eager import gather_eager, shield_eager
 from moa_lab.core._gc import collecting_less
-from moa_lab.core._processes import process_alive, this_process
+from moa_lab.core._processes import process_alive, process_gone, this_process
 from moa_lab.core._redact import REDACTED, redact_uri
 from moa_lab.core._messages import Completion, Message, Request, Sampling, Usage
 from moa_lab.core._results import Answer, CallRecord, Cost, Exchange, Proposal, Sample, Score, Stage
@@ -42,6 +42,7 @@ __all__ = [
     "gather_eager",
     "shield_eager",
     "process_alive",
+    "process_gone",
     "this_process",
     "redact_uri",
 ]

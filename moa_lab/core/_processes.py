@@ -22,6 +22,12 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def process_gone(host: str, pid: int) -> bool:
+    """Whether process `pid` on `host` is known to have ended: it ran on this host and runs no more.
+    One on another host may be alive; a lease or heartbeat has to tell."""
+    return host == socket.gethostname() and not process_alive(pid)
+
+
 def this_process() -> tuple[str, int]:
     """(host name, process id): how a shared store names the process holding something."""
     return socket.gethostname(), os.getpid()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from moa_lab.core import Completion, Request, StoreDamaged, Usage, process_alive, this_process
+from moa_lab.core import Completion, Request, StoreDamaged, Usage, process_gone, this_process
 
 CLAIM_TTL_S = 600.0
 """A claim this old is taken over even when its holder may be alive: a call that long is stuck."""
@@ -48,7 +48,7 @@ class SharedCache(CallCache, Protocol):
 
 def claim_is_stale(host: str, pid: int, at: float) -> bool:
     """Whether a claim taken by process `pid` on `host` at time `at` may be taken over."""
-    return time.time() - at > CLAIM_TTL_S or (host == this_process()[0] and not process_alive(pid))
+    return time.time() - at > CLAIM_TTL_S or process_gone(host, pid)
 
 
 class Bounded(dict):  # type: ignore[type-arg]

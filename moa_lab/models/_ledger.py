@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from moa_lab.core import BudgetExceeded, StoreDamaged, process_alive, redact_uri
+from moa_lab.core import BudgetExceeded, StoreDamaged, process_gone, redact_uri
 from moa_lab.models._budget import Admission, Reservation
 from moa_lab.models._reports import Reports
 
@@ -124,12 +124,11 @@ class LedgerBudget:
         what came back (never above its worst case), any other at its worst case; returns the $
         charged to this ledger."""
         sa = self._sa
-        host = socket.gethostname()
         with self._engine.begin() as db:
             workers = db.execute(sa.text("SELECT worker, host, pid, beat FROM moa_ledger_worker")).all()
             now = time.time()
             dead = [w.worker for w in workers if w.worker != self.worker and
-                    (w.beat < now - LEASE_S or (w.host == host and not process_alive(w.pid)))]
+                    (w.beat < now - LEASE_S or process_gone(w.host, w.pid))]
             moved = 0.0
             for worker in dead:
                 # DELETE ... RETURNING: two workers reclaiming at once never count a row twice

@@ -4,12 +4,11 @@ the call cache (a call paid for once serves every topology that makes it) and on
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import warnings
 from typing import Any
 
-from moa_lab.core import ConfigError, collecting_less, process_alive
+from moa_lab.core import ConfigError, collecting_less, process_gone
 from moa_lab.evaluation import Experiment, groups
 from moa_lab.models import Budget, ModelSet
 from moa_lab.search._config import SearchConfig, search_config, search_split, study_dir
@@ -221,11 +220,10 @@ def fail_orphaned_trials(study: Any) -> list[int]:
     trial would stay RUNNING for good and a resumed study would wait for it."""
     import optuna
 
-    host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host == host and pid.isdigit() and not process_alive(int(pid)):
+        if pid.isdigit() and process_gone(worker_host, int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
             failed.append(trial.number)
     return failed

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moa_lab.core import BudgetExceeded
+from moa_lab.core import BudgetExceeded, this_process
 from moa_lab.evaluation import EvalSummary, Experiment, Group, evaluate
 from moa_lab.models import Admission, ModelSet
 from moa_lab.pipeline import Pipeline, Prepared, QueryPlan
@@ -170,7 +168,8 @@ def trial_records(folder: Path, number: int | str) -> list[QueryRecord]:
 
 def worker_name() -> str:
     """This process as the trial's `worker` attribute: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    host, pid = this_process()
+    return f"{host}:{pid}"
 
 
 async def run_trial(exp: Experiment, config: SearchConfig, models: ModelSet, study: Any, trial: Any, benchmark: list[Group],
